@@ -1,0 +1,121 @@
+"""Decode a clip with PyAV: the sampled RGB frames and the audio track as mono 16 kHz. No torch.
+
+Only the frames the model will see are converted to RGB, so long clips cost decode time, not memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MediaError
+from .audio import SAMPLE_RATE, to_mono
+from .frames import NUM_FRAMES, sample_indices
+
+
+@dataclass
+class Clip:
+    """What a clip gives the model: sampled RGB frames and, when the file has an audio track, 16 kHz mono audio."""
+
+    path: str
+    frames: list[np.ndarray]  # sampled RGB uint8 frames (H, W, 3), at most num_frames
+    num_decoded_frames: int
+    fps: float
+    audio: np.ndarray | None  # mono float32 at SAMPLE_RATE, or None when the file has no audio stream
+    sample_rate: int = SAMPLE_RATE
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio is not None
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise MediaError(f"{path}: no such file; check the path to the clip")
+    if path.is_dir():
+        raise MediaError(f"{path}: is a directory, not a clip; pass a video file")
+    if path.stat().st_size == 0:
+        raise MediaError(f"{path}: the file is empty (0 bytes); the copy or the recording did not finish")
+
+
+def _open(path: Path):
+    import av
+
+    try:
+        return av.open(str(path))
+    except av.FFmpegError as exc:
+        raise MediaError(
+            f"{path}: ffmpeg cannot read this file as a video ({exc.strerror or exc}); is it really a video?"
+        ) from exc
+
+
+def _count_video_packets(path: Path) -> int:
+    import av
+
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        try:
+            return sum(1 for packet in container.demux(stream) if packet.size)
+        except av.FFmpegError as exc:
+            raise MediaError(f"{path}: the video stream is damaged ({exc}); re-encode or re-record the clip") from exc
+
+
+def _decode_frames(path: Path, wanted: set[int]) -> tuple[dict[int, np.ndarray], int]:
+    import av
+
+    kept: dict[int, np.ndarray] = {}
+    count = 0
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for index, frame in enumerate(container.decode(stream)):
+                if index in wanted:
+                    kept[index] = frame.to_ndarray(format="rgb24")
+                count = index + 1
+        except av.FFmpegError as exc:
+            raise MediaError(f"{path}: the video stream is damaged ({exc}); re-encode or re-record the clip") from exc
+    return kept, count
+
+
+def decode_audio(path: str | Path) -> np.ndarray | None:
+    """The first audio stream as mono float32 at 16 kHz, or None when the file has none."""
+    import av
+
+    path = Path(path)
+    _check_file(path)
+    with _open(path) as container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)  # keep the channels; averaged below
+        chunks: list[np.ndarray] = []
+        try:
+            for frame in container.decode(stream):
+                chunks += [to_mono(f.to_ndarray()) for f in resampler.resample(frame)]
+            chunks += [to_mono(f.to_ndarray()) for f in resampler.resample(None)]
+        except av.FFmpegError as exc:
+            raise MediaError(f"{path}: the audio stream is damaged ({exc}); re-encode the clip") from exc
+    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+
+
+def decode_clip(path: str | Path, num_frames: int = NUM_FRAMES, with_audio: bool = True) -> Clip:
+    """Decode the frames the model samples (and the audio track) from any file ffmpeg reads."""
+    path = Path(path)
+    _check_file(path)
+    with _open(path) as container:
+        if not container.streams.video:
+            raise MediaError(f"{path}: has no video stream; R1-Omni needs frames (audio-only was never trained)")
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+    expected = _count_video_packets(path)
+    kept, decoded = _decode_frames(path, set(sample_indices(expected, num_frames)))
+    if decoded != expected:  # packet count was not the frame count (rare codecs): sample by the real count
+        kept, decoded = _decode_frames(path, set(sample_indices(decoded, num_frames)))
+    if decoded == 0:
+        raise MediaError(f"{path}: the video stream holds no decodable frame")
+    frames = [kept[i] for i in sample_indices(decoded, num_frames)]
+    audio = decode_audio(path) if with_audio else None
+    return Clip(str(path), frames, decoded, fps, audio)

@@ -1,0 +1,117 @@
+"""R1-Omni in PyTorch: the towers, the projectors, the gate and the Qwen2 decoder glued into one module.
+
+Internal names are short (``llm``, ``vision_tower`` ...); ``checkpoint.py`` maps them to the published names.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import OmniConfig
+from ..errors import CheckpointError
+from ..prompt import AUDIO_TOKEN_INDEX, IMAGE_TOKEN_INDEX, VIDEO_TOKEN_INDEX
+from .projector import AllInOneSmall, audio_pool, mlp2x_gelu
+from .towers import TowerConfigs, build_towers
+
+
+def qwen2_config(config: OmniConfig):
+    from transformers import Qwen2Config
+
+    return Qwen2Config(
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        num_key_value_heads=config.num_key_value_heads,
+        vocab_size=config.vocab_size,
+        rms_norm_eps=config.rms_norm_eps,
+        rope_theta=config.rope_theta,
+        max_position_embeddings=config.max_position_embeddings,
+        tie_word_embeddings=config.tie_word_embeddings,
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        hidden_act="silu",
+        use_sliding_window=False,
+    )
+
+
+def check_tower_widths(config: OmniConfig, towers: TowerConfigs, where: dict[str, str] | None = None) -> None:
+    """The towers must produce the widths the projectors were trained on; say which directory does not."""
+    where = where or {}
+    checks = [
+        ("siglip", towers.siglip.hidden_size, config.mm_hidden_size, "hidden_size", "mm_hidden_size"),
+        ("whisper", towers.whisper.d_model, config.audio_hidden_size, "d_model", "audio_hidden_size"),
+        ("whisper", towers.whisper.num_mel_bins, 128, "num_mel_bins", "the Whisper-large-v3 log-mel (128 bins)"),
+    ]
+    for name, found, expected, field, against in checks:
+        if found != expected:
+            raise CheckpointError(
+                f"{where.get(name, name)}: this {name} tower has {field} {found}, but the checkpoint needs {expected} "
+                f"({against}); pass the tower the checkpoint was trained with"
+            )
+
+
+class OmniModel(nn.Module):
+    def __init__(self, config: OmniConfig, towers: TowerConfigs):
+        super().__init__()
+        from transformers import Qwen2ForCausalLM
+
+        check_tower_widths(config, towers)
+        self.config = config
+        self.tower_configs = towers
+        self.llm = Qwen2ForCausalLM(qwen2_config(config))
+        self.vision_tower, self.audio_tower, self.bert_model = build_towers(towers)
+        self.mm_projector = AllInOneSmall(config.mm_hidden_size, config.hidden_size)
+        self.bert_gate = nn.Sequential(
+            nn.Linear(towers.bert.hidden_size, config.gate_hidden_size), nn.GELU(), nn.Linear(config.gate_hidden_size, 3)
+        )
+        self.audio_projector = mlp2x_gelu(config.audio_hidden_size, config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return self.llm.lm_head.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.llm.lm_head.weight.dtype
+
+    # ---- media encoders ---------------------------------------------------------------------------------------
+    def gate_weights(self, bert_ids: list[int]) -> torch.Tensor:
+        """Softmax weights (video, body, face) from BERT's [CLS] vector of the instruction."""
+        ids = torch.tensor([bert_ids], device=self.device)
+        cls = self.bert_model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state[:, 0]
+        return torch.softmax(self.bert_gate(cls).float(), dim=-1)[0]
+
+    def encode_video(self, pixels: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        """(T, 3, 224, 224) in [-1, 1] -> (T * 49, hidden)."""
+        out = self.vision_tower(pixel_values=pixels.to(self.device, self.dtype), output_hidden_states=True)
+        features = out.hidden_states[self.config.mm_vision_select_layer]  # layer -2, no post-layernorm
+        return self.mm_projector(features, gate)
+
+    def encode_audio(self, mel: torch.Tensor) -> torch.Tensor:
+        """(128, 3000) log-mel -> (500, hidden)."""
+        hidden = self.audio_tower(mel.to(self.device, self.dtype).unsqueeze(0)).last_hidden_state
+        return self.audio_projector(audio_pool(hidden))[0]
+
+    # ---- the merged sequence ------------------------------------------------------------------------------------
+    def embed(self, ids: list[int], video: torch.Tensor | None = None, audio: torch.Tensor | None = None
+              ) -> torch.Tensor:
+        """Token ids with placeholders -> (1, L, hidden): each placeholder becomes its media vectors."""
+        media = {VIDEO_TOKEN_INDEX: video, IMAGE_TOKEN_INDEX: video, AUDIO_TOKEN_INDEX: audio}
+        table = self.llm.get_input_embeddings()
+        pieces: list[torch.Tensor] = []
+        run: list[int] = []
+        for token in ids + [None]:
+            if token is not None and token >= 0:
+                run.append(token)
+                continue
+            if run:
+                pieces.append(table(torch.tensor(run, device=self.device)))
+                run = []
+            if token is not None:
+                vectors = media.get(token)
+                if vectors is None:
+                    raise ValueError(f"the prompt holds placeholder {token} but no media was given for it")
+                pieces.append(vectors.to(table.weight.dtype))
+        return torch.cat(pieces).unsqueeze(0)

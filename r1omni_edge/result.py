@@ -1,0 +1,24 @@
+"""The answer for one clip or live window: the same fields from the PyTorch model and from the runtime."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Result:
+    label: str | None  # the answer mapped onto the label set; None when the answer names no known emotion
+    answer: str | None  # the raw contents of <answer>..</answer>
+    reasoning: str  # the contents of <think>..</think>
+    text: str  # the whole generated text
+    token_ids: list[int]  # the generated ids, end-of-turn included
+    audio: str  # "present", "missing" (silence was fed, as the reference does) or "not used" (video-only)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    probabilities: dict[str, float] | None = None  # label probabilities, where the backend computes them
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False)

@@ -1,0 +1,69 @@
+"""Synthetic clips written with PyAV (H.264 + AAC in MP4): moving coloured shapes and a tone, with or without an
+audio track. Deterministic for a given seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def make_frames(seconds: float = 2.0, fps: int = 10, size: tuple[int, int] = (160, 120), seed: int = 0,
+                color: tuple[int, int, int] = (220, 180, 40)) -> list[np.ndarray]:
+    """RGB uint8 frames: a disc that moves across a noisy background."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    yy, xx = np.mgrid[0:height, 0:width]
+    frames = []
+    count = max(1, int(round(seconds * fps)))
+    for i in range(count):
+        frame = rng.integers(0, 40, size=(height, width, 3), dtype=np.uint8)
+        cx = width * (0.2 + 0.6 * i / max(count - 1, 1))
+        disc = (xx - cx) ** 2 + (yy - height / 2) ** 2 < (min(width, height) / 4) ** 2
+        frame[disc] = color
+        frames.append(frame)
+    return frames
+
+
+def make_tone(seconds: float = 2.0, sample_rate: int = 44100, hz: float = 440.0, channels: int = 2) -> np.ndarray:
+    """(channels, samples) float32 sine, each channel at a slightly different level."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    wave = 0.3 * np.sin(2 * np.pi * hz * t)
+    return np.stack([wave * (1.0 - 0.2 * c) for c in range(channels)]).astype(np.float32)
+
+
+def write_clip(path: str | Path, seconds: float = 2.0, fps: int = 10, size: tuple[int, int] = (160, 120),
+               audio: bool = True, tone_hz: float = 440.0, sample_rate: int = 44100, seed: int = 0,
+               color: tuple[int, int, int] = (220, 180, 40)) -> Path:
+    """Write an MP4 (H.264, and AAC stereo when ``audio``) that any ffmpeg-based reader opens."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height = size
+        video.pix_fmt = "yuv420p"
+        video.options = {"preset": "ultrafast"}
+        audio_stream = None
+        if audio:
+            audio_stream = container.add_stream("aac", rate=sample_rate)
+            audio_stream.layout = "stereo"
+        for frame in make_frames(seconds, fps, size, seed, color):
+            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+        if audio_stream is not None:
+            tone = make_tone(seconds, sample_rate, tone_hz)
+            chunk = 1024
+            for start in range(0, tone.shape[1], chunk):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + chunk]), format="fltp",
+                                                   layout="stereo")
+                frame.sample_rate = sample_rate
+                frame.pts = start
+                for packet in audio_stream.encode(frame):
+                    container.mux(packet)
+            for packet in audio_stream.encode(None):
+                container.mux(packet)
+    return path
