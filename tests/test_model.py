@@ -1,0 +1,150 @@
+import pytest
+import torch
+
+from r1omni_edge.model.checkpoint import to_internal, to_published
+from r1omni_edge.model.projector import AllInOneSmall, audio_pool, mlp2x_gelu
+
+from .conftest import DATA
+
+
+def published_keys() -> dict[str, tuple[int, ...]]:
+    keys = {}
+    for line in (DATA / "r1omni-0.5b-keys.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, shape = line.split()
+            keys[name] = tuple(int(x) for x in shape.split("x"))
+    return keys
+
+
+def test_real_size_projectors_have_the_published_names_and_shapes():
+    """Projector, gate and audio projector at R1-Omni-0.5B size (39.48 M parameters) vs the published list."""
+    from torch import nn
+
+    parts = {
+        "mm_projector.": AllInOneSmall(768, 896),
+        "bert_gate.": nn.Sequential(nn.Linear(768, 3584), nn.GELU(), nn.Linear(3584, 3)),
+        "audio_projector.": mlp2x_gelu(1280, 896),
+    }
+    ours = {to_published(prefix + name): tuple(value.shape)
+            for prefix, module in parts.items() for name, value in module.state_dict().items()}
+    expected = published_keys()
+    assert ours == expected
+    assert sum(torch.Size(s).numel() for s in ours.values()) == 39_481_283
+
+
+def test_name_mapping_round_trips():
+    for name in ["model.layers.3.self_attn.q_proj.bias", "model.embed_tokens.weight", "lm_head.weight",
+                 "model.mm_projector.s1_video.b1.conv1.conv.weight", "model.bert_model.encoder.layer.0.output.dense.bias",
+                 "model.vision_tower.vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight",
+                 "model.audio_tower.audio_tower.conv1.weight", "model.norm.weight"]:
+        assert to_published(to_internal(name)) == name
+    assert to_internal("model.layers.0.mlp.up_proj.weight") == "llm.model.layers.0.mlp.up_proj.weight"
+    assert to_internal("model.vision_tower.vision_tower.vision_model.post_layernorm.weight") == \
+        "vision_tower.post_layernorm.weight"
+
+
+def test_projector_output_shape_and_temporal_mixing():
+    torch.manual_seed(0)
+    projector = AllInOneSmall(16, 24).eval()
+    tokens = torch.randn(8, 196, 16)
+    video_only = torch.tensor([1.0, 0.0, 0.0])
+    with torch.no_grad():
+        base = projector(tokens, video_only).reshape(8, 49, 24)
+        changed = tokens.clone()
+        changed[3] += 1.0
+        moved = projector(changed, video_only).reshape(8, 49, 24)
+    differs = [(moved[t] - base[t]).abs().max().item() > 1e-6 for t in range(8)]
+    # the temporal conv pads one slice in front and the last slice is dropped: slice t mixes frames t-1 and t
+    assert differs == [False, False, False, True, True, False, False, False]
+
+
+def test_face_branch_is_two_by_two_average_pooling():
+    torch.manual_seed(0)
+    projector = AllInOneSmall(16, 24).eval()
+    tokens = torch.randn(8, 196, 16)
+    with torch.no_grad():
+        face = projector(tokens, torch.tensor([0.0, 0.0, 1.0])).reshape(8, 7, 7, 24)
+        per_token = projector.mlp_2xgelu_face(tokens).reshape(8, 14, 14, 24)
+        pooled = per_token.reshape(8, 7, 2, 7, 2, 24).mean(dim=(2, 4))
+    torch.testing.assert_close(face, pooled, atol=1e-5, rtol=1e-5)
+
+
+def test_gate_mixes_branches_linearly():
+    torch.manual_seed(0)
+    projector = AllInOneSmall(16, 24).eval()
+    tokens = torch.randn(8, 196, 16)
+    eye = torch.eye(3)
+    with torch.no_grad():
+        branches = [projector(tokens, eye[i]) for i in range(3)]
+        gate = torch.tensor([0.2, 0.3, 0.5])
+        mixed = projector(tokens, gate)
+    torch.testing.assert_close(mixed, sum(g * b for g, b in zip(gate, branches)), atol=1e-5, rtol=1e-5)
+
+
+def test_audio_pool_averages_triples():
+    hidden = torch.arange(6.0).reshape(1, 6, 1).repeat(1, 1, 2)
+    assert audio_pool(hidden)[0, :, 0].tolist() == [1.0, 4.0]
+
+
+def test_media_vectors_replace_placeholders(recognizer):
+    model = recognizer.model
+    ids = [5, 6, -201, 7, -202, 8]
+    video = torch.full((392, model.config.hidden_size), 2.0)
+    audio = torch.full((500, model.config.hidden_size), 3.0)
+    with torch.no_grad():
+        embeds = model.embed(ids, video, audio)[0]
+        table = model.llm.get_input_embeddings().weight
+    assert embeds.shape[0] == 2 + 392 + 1 + 500 + 1
+    torch.testing.assert_close(embeds[:2], table[[5, 6]])
+    assert torch.all(embeds[2:394] == 2.0) and torch.all(embeds[395:895] == 3.0)
+    torch.testing.assert_close(embeds[394], table[7])
+    with pytest.raises(ValueError, match="placeholder"):
+        model.embed([5, -202], video, None)
+
+
+@pytest.fixture(scope="module")
+def lively_llm():
+    """The tiny decoder with large random weights, so greedy sequences vary from token to token."""
+    from transformers import Qwen2ForCausalLM
+
+    from r1omni_edge.config import OmniConfig
+    from r1omni_edge.model.omni import qwen2_config
+
+    torch.manual_seed(1)
+    llm = Qwen2ForCausalLM(qwen2_config(OmniConfig.tiny())).eval()
+    with torch.no_grad():
+        for name, param in llm.named_parameters():
+            if "norm" not in name:
+                param.normal_(0.0, 0.3)
+    return llm
+
+
+def test_cached_greedy_equals_recomputing_the_whole_sequence(lively_llm):
+    from r1omni_edge.model.generate import greedy_generate
+
+    llm = lively_llm
+    torch.manual_seed(0)
+    embeds = torch.randn(1, 40, llm.config.hidden_size)
+    generation = greedy_generate(llm, embeds, stop_ids=set(), max_new_tokens=12)
+    sequence = embeds
+    naive = []
+    with torch.no_grad():
+        table = llm.get_input_embeddings()
+        for _ in range(12):
+            token = int(llm(inputs_embeds=sequence).logits[0, -1].argmax())
+            naive.append(token)
+            sequence = torch.cat([sequence, table(torch.tensor([[token]]))], dim=1)
+    assert generation.token_ids == naive
+    assert len(set(naive)) > 1  # a sequence that varies, so the comparison means something
+
+
+def test_generation_stops_at_end_of_turn(lively_llm):
+    from r1omni_edge.model.generate import greedy_generate
+
+    torch.manual_seed(0)
+    embeds = torch.randn(1, 10, lively_llm.config.hidden_size)
+    first = greedy_generate(lively_llm, embeds, set(), 6).token_ids
+    stop = next(t for t in first if t != first[0])
+    stopped = greedy_generate(lively_llm, embeds, {stop}, 50)
+    assert stopped.token_ids == first[: first.index(stop) + 1] and stopped.stopped
+    assert not greedy_generate(lively_llm, embeds, set(), 4).stopped
