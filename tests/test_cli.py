@@ -138,3 +138,9 @@ def test_console_script_in_a_subprocess(tiny, clips, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "r1omni_edge.cli", "predict", str(tmp_path / "x.mp4"), "--model",
                           str(tiny.checkpoint)], capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "no such file" in bad.stderr
+
+
+def test_predict_in_bf16_on_cpu(tiny, clips, capsys):
+    code, out, err = run_cli(capsys, *predict_args(tiny, clips["av"], "--json", "--dtype", "bf16"))
+    assert code == 0, err
+    assert json.loads(out)["audio"] == "present"
