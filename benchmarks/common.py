@@ -51,3 +51,22 @@ def print_header(title: str, info: dict) -> None:
     print(f"# {title}")
     for key, value in info.items():
         print(f"#   {key}: {value}")
+
+
+def build_real_recognizer(tmp: "Path", dtype: str = "fp32"):
+    """The real-size R1-Omni-0.5B with random weights and the tiny synthetic tokenizers (nothing downloaded)."""
+    import torch
+
+    from r1omni_edge.config import OmniConfig
+    from r1omni_edge.model.checkpoint import parse_dtype
+    from r1omni_edge.model.omni import OmniModel
+    from r1omni_edge.model.recognizer import TorchRecognizer
+    from r1omni_edge.model.towers import TowerConfigs, load_bert_tokenizer
+    from r1omni_edge.prompt import PromptTokenizer
+    from r1omni_edge.synthetic.tokenizers import write_bert_tokenizer, write_qwen_tokenizer
+
+    torch.manual_seed(0)
+    model = OmniModel(OmniConfig.real(), TowerConfigs.preset("real")).to(parse_dtype(dtype)).eval()
+    write_qwen_tokenizer(tmp / "qwen")
+    write_bert_tokenizer(tmp / "bert")
+    return TorchRecognizer(model, PromptTokenizer(tmp / "qwen"), load_bert_tokenizer(tmp / "bert"))

@@ -20,7 +20,7 @@ from pathlib import Path
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine_info, peak_rss_mb, print_header  # noqa: E402
+from common import build_real_recognizer, machine_info, peak_rss_mb, print_header  # noqa: E402
 
 
 def main() -> None:
@@ -30,32 +30,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "real_size_torch_cpu.json")
     args = parser.parse_args()
 
-    import torch
-
-    from r1omni_edge.config import OmniConfig
-    from r1omni_edge.model.checkpoint import parse_dtype
-    from r1omni_edge.model.omni import OmniModel
-    from r1omni_edge.model.recognizer import TorchRecognizer
-    from r1omni_edge.model.towers import TowerConfigs, load_bert_tokenizer
-    from r1omni_edge.prompt import PromptTokenizer
     from r1omni_edge.synthetic.clips import write_clip
-    from r1omni_edge.synthetic.tokenizers import write_bert_tokenizer, write_qwen_tokenizer
 
     info = machine_info()
     print_header("R1-Omni-0.5B real shapes, random weights, PyTorch eager", info)
-    torch.manual_seed(0)
-    start = time.perf_counter()
-    model = OmniModel(OmniConfig.real(), TowerConfigs.preset("real")).to(parse_dtype(args.dtype)).eval()
-    build_s = time.perf_counter() - start
-    parameters = {name: sum(p.numel() for p in getattr(model, name).parameters())
-                  for name in ("llm", "vision_tower", "audio_tower", "bert_model", "mm_projector", "bert_gate",
-                               "audio_projector")}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        write_qwen_tokenizer(tmp / "qwen")
-        write_bert_tokenizer(tmp / "bert")
+        start = time.perf_counter()
+        recognizer = build_real_recognizer(tmp, args.dtype)
+        build_s = time.perf_counter() - start
+        model = recognizer.model
+        parameters = {name: sum(p.numel() for p in getattr(model, name).parameters())
+                      for name in ("llm", "vision_tower", "audio_tower", "bert_model", "mm_projector", "bert_gate",
+                                   "audio_projector")}
         clip = write_clip(tmp / "clip.mp4", seconds=3.0, fps=25, size=(320, 240), audio=True)
-        recognizer = TorchRecognizer(model, PromptTokenizer(tmp / "qwen"), load_bert_tokenizer(tmp / "bert"))
         recognizer.stop_ids = set()  # generate exactly --tokens tokens
         result = recognizer.recognize_file(clip, max_new_tokens=args.tokens)
     timings = result.timings_ms

@@ -47,6 +47,36 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print one JSON object")
     predict.set_defaults(func=cmd_predict)
 
+    export = sub.add_parser("export", help="write an edge bundle (ONNX parts, KV-cache decoder, manifest)")
+    _add_model_args(export)
+    export.add_argument("--out", required=True, metavar="BUNDLE", help="bundle directory to write (replaced)")
+    export.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8", "int4"))
+    export.add_argument("--instruction", help="the instruction the bundle answers (its gate is folded in)")
+    export.add_argument("--audio-seconds", type=int, default=30,
+                        help="audio window; below 30 is an edge opt-in whose effect `verify` measures")
+    export.add_argument("--labels", default="mafw", help="label set of the answers: mafw, dfew, ravdess")
+    export.add_argument("--resize", choices=("stretch", "pad"), default="stretch")
+    export.set_defaults(func=cmd_export)
+
+    verify = sub.add_parser("verify", help="compare a bundle with the PyTorch model, part by part and clip by clip")
+    verify.add_argument("bundle", help="bundle directory")
+    _add_model_args(verify)
+    verify.add_argument("--clips", type=int, default=4, help="synthetic clips to compare on (default 4)")
+    verify.add_argument("--clip", action="append", default=[], metavar="FILE", help="a clip of yours (repeatable)")
+    verify.add_argument("--max-new-tokens", type=int, default=64)
+    verify.add_argument("--backend", default="cpu", help="runtime backend for the bundle: cpu, cuda, tensorrt, auto")
+    verify.add_argument("--min-cosine", type=float, help="override the precision's per-part cosine threshold")
+    verify.add_argument("--min-label-agreement", type=float, help="override the label agreement threshold")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(func=cmd_verify)
+
+    engines = sub.add_parser("build-engines", help="build TensorRT engines from a bundle's ONNX parts (on the GPU)")
+    engines.add_argument("bundle", help="bundle directory")
+    engines.add_argument("--fp16", action="store_true", help="allow fp16 kernels for an fp32 bundle")
+    engines.add_argument("--int8", action="store_true", help="allow int8 kernels where the graph has Q/DQ scales")
+    engines.add_argument("--max-positions", type=int, default=2048)
+    engines.set_defaults(func=cmd_build_engines)
+
     inspect = sub.add_parser("inspect", help="report what a checkpoint directory holds, without loading it")
     inspect.add_argument("dir", help="checkpoint directory")
     inspect.add_argument("--allow-pickle", action="store_true")
@@ -93,6 +123,69 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"audio:     {result.audio}")
         stages = ", ".join(f"{k} {v:.0f}" for k, v in result.timings_ms.items() if not k.endswith("tokens"))
         print(f"timings (ms): {stages}")
+    return 0
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _load_reference(args: argparse.Namespace):
+    from .model import TorchRecognizer
+
+    return TorchRecognizer.from_checkpoint(args.model, args.siglip, args.whisper, args.bert, args.models_dir,
+                                           dtype="fp32", device="cpu", allow_pickle=args.allow_pickle)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import time
+
+    from .export.exporter import ExportOptions, export_bundle
+    from .prompt import INSTRUCTION
+
+    start = time.perf_counter()
+    _progress(f"loading {args.model}")
+    reference = _load_reference(args)
+    options = ExportOptions(precision=args.precision, instruction=args.instruction or INSTRUCTION,
+                            audio_seconds=args.audio_seconds, labels=args.labels, resize_mode=args.resize)
+    manifest = export_bundle(reference, args.out, options, progress=_progress)
+    total = sum(info["bytes"] for info in manifest.files.values())
+    print(f"wrote {args.out}: {args.precision}, {len(manifest.files)} files, {total / 1e6:.1f} MB, "
+          f"in {time.perf_counter() - start:.1f} s")
+    for name, info in manifest.files.items():
+        print(f"  {name:32s} {info['bytes'] / 1e6:10.2f} MB")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .bundle import read_manifest
+    from .export.verify import verify_bundle
+    from .media.decode import _check_file
+
+    read_manifest(args.bundle)  # a missing or foreign bundle fails before the model load
+    for clip in args.clip:
+        _check_file(Path(clip))
+    overrides = {}
+    if args.min_cosine is not None:
+        overrides["cosine"] = args.min_cosine
+    if args.min_label_agreement is not None:
+        overrides["labels"] = args.min_label_agreement
+    reference = _load_reference(args)
+    report = verify_bundle(reference, args.bundle, [Path(c) for c in args.clip], synthetic=args.clips,
+                           max_new_tokens=args.max_new_tokens, backend=args.backend, thresholds=overrides,
+                           progress=_progress)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
+    return 0 if not report.failures else 1
+
+
+def cmd_build_engines(args: argparse.Namespace) -> int:
+    from .export.tensorrt import build_engines
+
+    manifest = build_engines(args.bundle, fp16=args.fp16, int8=args.int8, max_positions=args.max_positions,
+                             progress=_progress)
+    print(f"engines built with TensorRT {manifest.engines['tensorrt_version']} for {manifest.engines['device']}")
     return 0
 
 

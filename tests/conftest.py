@@ -37,3 +37,13 @@ def recognizer(tiny):
     from r1omni_edge.model import TorchRecognizer
 
     return TorchRecognizer.from_checkpoint(tiny.checkpoint, models_dir=tiny.root)
+
+
+@pytest.fixture(scope="session")
+def bundles(recognizer, tmp_path_factory):
+    """fp32, int8 and int4 bundles of the tiny model, exported once: precision -> (manifest, path)."""
+    from r1omni_edge.export.exporter import ExportOptions, export_bundle
+
+    root = tmp_path_factory.mktemp("bundles")
+    return {p: (export_bundle(recognizer, root / p, ExportOptions(precision=p)), root / p)
+            for p in ("fp32", "int8", "int4")}

@@ -1,4 +1,4 @@
-"""The dependency rules: the shared numpy code (media, prompt, labels, config, result) never loads torch."""
+"""The dependency rules: the shared numpy code and the runtime never load torch."""
 
 import subprocess
 import sys
@@ -14,5 +14,21 @@ def test_shared_modules_do_not_import_torch():
         "print('clean')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "clean"
+
+
+def test_runtime_runs_a_bundle_without_torch(bundles, clips):
+    code = (
+        "import sys\n"
+        "from r1omni_edge.runtime import Recognizer\n"
+        f"result = Recognizer.from_bundle({str(bundles['fp32'][1])!r}, backend='cpu')"
+        f".recognize_file({str(clips['av'])!r}, max_new_tokens=4)\n"
+        "assert len(result.token_ids) == 4\n"
+        "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'transformers', 'timm')))\n"
+        "assert not loaded, loaded\n"
+        "print('clean')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "clean"

@@ -135,3 +135,15 @@ def test_dtypes(tiny):
     assert model.dtype == torch.bfloat16
     with pytest.raises(CheckpointError, match="unknown dtype"):
         load_model(tiny.checkpoint, models_dir=tiny.root, dtype="int3")
+
+
+def test_written_directories_get_ordinary_permissions(tiny, tmp_path):
+    import os
+    import stat
+
+    model, _ = load_model(tiny.checkpoint, models_dir=tiny.root)
+    saved = save_model(model, tmp_path / "perm", tokenizer_dir=tiny.checkpoint)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o777 & ~mask
+    assert stat.S_IMODE((saved / "model.safetensors").stat().st_mode) == 0o666 & ~mask

@@ -148,3 +148,17 @@ def test_generation_stops_at_end_of_turn(lively_llm):
     stopped = greedy_generate(lively_llm, embeds, {stop}, 50)
     assert stopped.token_ids == first[: first.index(stop) + 1] and stopped.stopped
     assert not greedy_generate(lively_llm, embeds, set(), 4).stopped
+
+
+def test_truncated_vision_and_manual_audio_equal_the_library_forward(recognizer):
+    model = recognizer.model
+    torch.manual_seed(0)
+    pixels = torch.rand(8, 3, 224, 224) * 2 - 1
+    mel = torch.randn(128, 3000)
+    with torch.no_grad():
+        full = model.vision_tower(pixel_values=pixels, output_hidden_states=True).hidden_states[-2]
+        torch.testing.assert_close(model.vision_features(pixels), full, atol=1e-5, rtol=1e-5)
+        library = model.audio_tower(mel.unsqueeze(0)).last_hidden_state
+        torch.testing.assert_close(model.audio_states(mel), library, atol=1e-5, rtol=1e-5)
+        assert model.encode_audio(mel).shape == (500, model.config.hidden_size)
+        assert model.encode_video(pixels, torch.tensor([0.2, 0.3, 0.5])).shape == (392, model.config.hidden_size)

@@ -62,14 +62,17 @@ def pad_or_trim(audio: np.ndarray, length: int = N_SAMPLES) -> np.ndarray:
     return np.pad(audio, (0, length - audio.shape[0]))
 
 
-def log_mel(audio: np.ndarray, n_mels: int = N_MELS) -> np.ndarray:
-    """Mono 16 kHz float audio -> (n_mels, 3000) float32 log-mel, exactly as Whisper-large-v3 expects."""
+def log_mel(audio: np.ndarray, n_mels: int = N_MELS, seconds: int = CHUNK_SECONDS) -> np.ndarray:
+    """Mono 16 kHz float audio -> (n_mels, 100 * seconds) float32 log-mel, exactly as Whisper-large-v3 expects.
+
+    ``seconds`` is 30 for the published model; a shorter window is an explicit edge opt-in (export --audio-seconds).
+    """
     audio = np.asarray(audio)
     if audio.ndim != 1:
         raise MediaError(f"audio must be mono, a 1-D array of samples; got shape {tuple(audio.shape)}")
     if not np.all(np.isfinite(audio)):
         raise MediaError("audio holds NaN or infinite samples; check the microphone or the decoder")
-    waveform = pad_or_trim(audio).astype(np.float64)
+    waveform = pad_or_trim(audio, seconds * SAMPLE_RATE).astype(np.float64)
     padded = np.pad(waveform, (N_FFT // 2, N_FFT // 2), mode="reflect")
     n_frames = 1 + (padded.shape[0] - N_FFT) // HOP_LENGTH
     strides = (padded.strides[0] * HOP_LENGTH, padded.strides[0])

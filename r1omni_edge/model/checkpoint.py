@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import torch
 
 from ..config import OmniConfig
 from ..errors import CheckpointError
+from ..files import atomic_directory
 from .omni import OmniModel, check_tower_widths
 from .towers import PUBLISHED_NAMES, STOCK_PREFIXES, TowerConfigs
 
@@ -299,9 +298,7 @@ def save_model(model: OmniModel, directory: str | Path, tokenizer_dir: str | Pat
     from safetensors.torch import save_file
 
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with atomic_directory(directory) as staging:
         dtype_name = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}[parse_dtype(dtype)]
         dataclasses.replace(model.config, torch_dtype=dtype_name).save(staging)
         save_file(published_state_dict(model, include_towers, parse_dtype(dtype)), str(staging / "model.safetensors"),
@@ -311,15 +308,4 @@ def save_model(model: OmniModel, directory: str | Path, tokenizer_dir: str | Pat
                 source = Path(tokenizer_dir) / name
                 if source.is_file():
                     shutil.copy2(source, staging / name)
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(staging, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return directory

@@ -83,16 +83,37 @@ class OmniModel(nn.Module):
         cls = self.bert_model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state[:, 0]
         return torch.softmax(self.bert_gate(cls).float(), dim=-1)[0]
 
+    def vision_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """SigLIP patch features of the selected layer (-2: the output of layer 11 of 12), no post-layernorm.
+
+        Only the layers up to the selected one run, which equals ``hidden_states[select]`` of the full tower.
+        """
+        tower = self.vision_tower
+        select = self.config.mm_vision_select_layer
+        depth = len(tower.encoder.layers) + 1 + select if select < 0 else select
+        hidden = tower.embeddings(pixels.to(self.device, self.dtype))
+        for layer in tower.encoder.layers[:depth]:
+            hidden = layer(hidden, None)
+        return hidden
+
     def encode_video(self, pixels: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
         """(T, 3, 224, 224) in [-1, 1] -> (T * 49, hidden)."""
-        out = self.vision_tower(pixel_values=pixels.to(self.device, self.dtype), output_hidden_states=True)
-        features = out.hidden_states[self.config.mm_vision_select_layer]  # layer -2, no post-layernorm
-        return self.mm_projector(features, gate)
+        return self.mm_projector(self.vision_features(pixels), gate)
+
+    def audio_states(self, mel: torch.Tensor) -> torch.Tensor:
+        """Whisper encoder on (128, F) log-mel, F <= 3000: transformers' forward, with the positions cut to the input
+        so a shorter window (an explicit opt-in) needs no padding to 30 s. (1, F / 2, audio_hidden)."""
+        encoder = self.audio_tower
+        x = nn.functional.gelu(encoder.conv1(mel.to(self.device, self.dtype).unsqueeze(0)))
+        x = nn.functional.gelu(encoder.conv2(x)).permute(0, 2, 1)
+        x = x + encoder.embed_positions.weight[: x.shape[1]]
+        for layer in encoder.layers:
+            x = layer(x, None)
+        return encoder.layer_norm(x)
 
     def encode_audio(self, mel: torch.Tensor) -> torch.Tensor:
-        """(128, 3000) log-mel -> (500, hidden)."""
-        hidden = self.audio_tower(mel.to(self.device, self.dtype).unsqueeze(0)).last_hidden_state
-        return self.audio_projector(audio_pool(hidden))[0]
+        """(128, 3000) log-mel -> (500, hidden): encoder, average-pool by 3, projector."""
+        return self.audio_projector(audio_pool(self.audio_states(mel)))[0]
 
     # ---- the merged sequence ------------------------------------------------------------------------------------
     def embed(self, ids: list[int], video: torch.Tensor | None = None, audio: torch.Tensor | None = None

@@ -3,6 +3,8 @@ and the audio projector. Module and attribute names are the published state-dict
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,7 +43,7 @@ class AllInOneSmall(nn.Module):
     def _grid(tokens: torch.Tensor) -> torch.Tensor:
         """(T, N, C) -> (T, C, h, w) for a square patch grid."""
         frames, count, channels = tokens.shape
-        side = int(round(count**0.5))
+        side = math.isqrt(int(count))  # the patch grid is static, also while tracing for export
         if side * side != count:
             raise ValueError(f"{count} patch tokens per frame do not form a square grid")
         return tokens.transpose(1, 2).reshape(frames, channels, side, side)

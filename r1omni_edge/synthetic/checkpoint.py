@@ -67,8 +67,16 @@ def _write_towers(root: Path, bert_vocab: int) -> TinyPaths:
     return paths
 
 
-def write_tiny_checkpoint(root: str | Path, seed: int = 0, include_towers: bool = False) -> TinyPaths:
-    """Write ``root/R1-Omni-tiny`` and the three tower directories under their published names."""
+LIVELY_STD = 0.25  # decoder weight scale of the tiny model: large enough that greedy output varies token to token
+
+
+def write_tiny_checkpoint(root: str | Path, seed: int = 0, include_towers: bool = False,
+                          decoder_std: float = LIVELY_STD) -> TinyPaths:
+    """Write ``root/R1-Omni-tiny`` and the three tower directories under their published names.
+
+    The decoder's weights are drawn with ``decoder_std`` (transformers would use 0.02): a tiny model initialised
+    that small repeats one token forever, which would make every token-level comparison in the tests vacuous.
+    """
     import torch
 
     from ..model.checkpoint import _tower_tensors, save_model
@@ -93,5 +101,9 @@ def write_tiny_checkpoint(root: str | Path, seed: int = 0, include_towers: bool 
         model = OmniModel(config, TowerConfigs.from_dirs(paths.siglip, paths.whisper, paths.bert))
         for part, prefix in (("siglip", "vision_tower."), ("whisper", "audio_tower."), ("bert", "bert_model.")):
             model.load_state_dict(_tower_tensors(getattr(paths, part), part, prefix, False), strict=False)
+        with torch.no_grad():
+            for name, param in model.llm.named_parameters():
+                if "norm" not in name:
+                    param.normal_(0.0, decoder_std)
         save_model(model, paths.checkpoint, tokenizer_dir=tokenizer_dir, include_towers=include_towers)
     return paths

@@ -1,0 +1,1 @@
+"""PyTorch -> edge bundle: ONNX parts, precision conversion, TensorRT engines, parity verification."""

@@ -1,0 +1,63 @@
+"""Precision conversions of exported parts, with onnxruntime's own tools: fp16 (norms and softmax kept in fp32),
+dynamic int8 (MatMul weights), and 4-bit MatMulNBits (block-wise, symmetric)."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from .onnx_io import save_model
+
+log = logging.getLogger(__name__)
+
+# Ops kept in fp32 in fp16 parts: RMSNorm statistics (Pow, ReduceMean, Sqrt) and softmax lose too much in half
+# precision. LayerNormalization (opset 17) already accumulates in fp32 (stash_type 1), so it runs in fp16.
+FP16_KEEP_FP32 = ["ReduceMean", "Pow", "Sqrt", "Reciprocal",
+                  "Softmax", "Exp", "Erf"]
+INT4_BLOCK_SIZE = 32
+
+
+def to_fp16(path: Path) -> list[str]:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(path))
+    converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=FP16_KEEP_FP32,
+                                         disable_shape_infer=True)
+    return save_model(converted, path)
+
+
+def to_int8(path: Path) -> list[str]:
+    """Dynamic int8: MatMul weights quantized per channel, activations quantized on the fly."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    path = Path(path)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer's advice to pre-process (symbolic shape inference) goes to root
+    try:
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+            out = Path(tmp) / path.name
+            quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+                             per_channel=True, use_external_data_format=True,
+                             extra_options={"MatMulConstBOnly": True})
+            return save_model(onnx.load(str(out)), path)
+    finally:
+        root.setLevel(level)
+
+
+def to_int4(path: Path, block_size: int = INT4_BLOCK_SIZE) -> list[str]:
+    """4-bit weights in MatMulNBits nodes (onnxruntime's contrib op, CPU and CUDA kernels)."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)  # one line a node
+    model = onnx.load(str(path))
+    quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=block_size, is_symmetric=True)
+    quantizer.process()
+    return save_model(quantizer.model.model, path)
+
+
+CONVERTERS = {"fp16": to_fp16, "int8": to_int8, "int4": to_int4}
