@@ -24,7 +24,7 @@ def test_runtime_runs_a_bundle_without_torch(bundles, clips):
         "from r1omni_edge.runtime import Recognizer\n"
         f"result = Recognizer.from_bundle({str(bundles['fp32'][1])!r}, backend='cpu')"
         f".recognize_file({str(clips['av'])!r}, max_new_tokens=4)\n"
-        "assert len(result.token_ids) == 4\n"
+        "assert result.label in result.probabilities and abs(sum(result.probabilities.values()) - 1) < 1e-6\n"
         "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'transformers', 'timm')))\n"
         "assert not loaded, loaded\n"
         "print('clean')\n"

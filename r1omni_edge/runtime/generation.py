@@ -1,41 +1,121 @@
-"""The generation loop around user embeddings: prefill from a cached prompt prefix, then greedy decode, one token
-at a time, looking each new token's embedding up in the bundle's table. numpy only."""
+"""The generation loop around user embeddings: prefill from a cached prompt prefix, then greedy decode, one token at
+a time, looking each new token's embedding up in the bundle's table. numpy only.
+
+Three ways to end, all giving a label from the bundle's set when ``constrain`` is on:
+- the model writes ``<answer>``: the constrained step (``answer.py``) picks the label;
+- the reasoning reaches ``max_think_tokens``, the model stops early, or ``max_new_tokens`` runs out: the loop feeds
+  ``</think>\\n<answer>`` (or the part still missing) itself, then takes the constrained step;
+- ``label_only``: the prompt already ends in ``<think>\\n</think>\\n<answer>``, so the constrained step comes
+  straight after prefill.
+With ``constrain`` off the loop is plain greedy, as the PyTorch reference: it stops at an end-of-turn id, after
+``</answer>``, or at ``max_new_tokens``.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
+from .answer import choose_label
+
+Decoder = Callable[[np.ndarray, np.ndarray, Any], tuple[np.ndarray, Any]]
+LABEL_ONLY_SUFFIX = "<think>\n</think>\n<answer>"
+
+
+@dataclass
+class Vocabulary:
+    """What the loop needs of the tokenizer."""
+
+    encode: Callable[[str], list[int]]
+    decode: Callable[[list[int]], str]
+    stop_ids: set[int]
+    label_sequences: dict[str, list[int]]
+
 
 @dataclass
 class Generated:
-    token_ids: list[int]
+    token_ids: list[int]  # everything after the prompt: generated, forced and the chosen label's tokens
+    text: str
     prefill_ms: float
     decode_ms: float
     prompt_length: int
-    stopped: bool
+    generated_tokens: int  # tokens the model chose freely (forced and label tokens excluded)
+    label: str | None = None
+    probabilities: dict[str, float] | None = None
+    forced: str = ""  # text the loop inserted ("" when the model wrote its own <answer>)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
-def greedy(decoder: Callable[[np.ndarray, np.ndarray, Any], tuple[np.ndarray, Any]], embed: Callable[[list[int]], np.ndarray],
-           inputs_embeds: np.ndarray, cache: Any, past_length: int, stop_ids: set[int], max_new_tokens: int
-           ) -> Generated:
+def _forced_text(text: str) -> str:
+    """What must follow ``text`` for the answer to begin."""
+    if text.rstrip().endswith("<answer>"):
+        return ""
+    if "</think>" in text:
+        return "\n<answer>"
+    if "<think>" in text:
+        return "</think>\n<answer>"
+    return LABEL_ONLY_SUFFIX
+
+
+def generate(decoder: Decoder, embed: Callable[[list[int]], np.ndarray], inputs_embeds: np.ndarray, cache: Any,
+             past_length: int, vocab: Vocabulary, max_new_tokens: int, max_think_tokens: int | None = None,
+             constrain: bool = True, label_only: bool = False) -> Generated:
     """``inputs_embeds`` (1, S, hidden) continue a prompt whose first ``past_length`` positions are in ``cache``."""
-    length = inputs_embeds.shape[1]
+    prompt_length = past_length + inputs_embeds.shape[1]
     start = time.perf_counter()
-    positions = np.arange(past_length, past_length + length, dtype=np.int64)[None]
-    logits, cache = decoder(inputs_embeds, positions, cache)
-    token = int(np.argmax(logits[0]))
+    out, cache = decoder(inputs_embeds, np.arange(past_length, prompt_length, dtype=np.int64)[None], cache)
+    logits = out[0]
     prefill_ms = (time.perf_counter() - start) * 1e3
-    ids = [token]
-    position = past_length + length
     start = time.perf_counter()
-    while token not in stop_ids and len(ids) < max_new_tokens:
-        logits, cache = decoder(embed([token]), np.array([[position]], dtype=np.int64), cache)
-        token = int(np.argmax(logits[0]))
+    position = prompt_length
+
+    def step(ids: list[int], cache: Any, at: int) -> tuple[np.ndarray, Any]:
+        out_logits, out_cache = decoder(embed(ids), np.arange(at, at + len(ids), dtype=np.int64)[None], cache)
+        return out_logits[0], out_cache
+
+    def finished(ids: list[int]) -> Generated:
+        return Generated(ids, vocab.decode(ids), prefill_ms, (time.perf_counter() - start) * 1e3, prompt_length,
+                         len(ids))
+
+    ids: list[int] = []
+    pending: list[int] = []  # chosen but not yet in the cache
+    while not label_only:
+        token = int(np.argmax(logits))
+        if token in vocab.stop_ids:
+            if not constrain:
+                return finished(ids + [token])
+            break  # stopping without an answer: the answer is forced below
         ids.append(token)
+        pending = [token]
+        text = vocab.decode(ids)
+        if not constrain and ("</answer>" in text or len(ids) >= max_new_tokens):
+            return finished(ids)
+        if constrain and (text.rstrip().endswith("<answer>") or len(ids) >= max_new_tokens
+                          or (max_think_tokens is not None and "</think>" not in text
+                              and len(ids) >= max_think_tokens)):
+            break
+        logits, cache = step(pending, cache, position)
         position += 1
-    decode_ms = (time.perf_counter() - start) * 1e3
-    return Generated(ids, prefill_ms, decode_ms, past_length + length, token in stop_ids)
+        pending = []
+    free_tokens = len(ids)
+    forced = "" if label_only else _forced_text(vocab.decode(ids))
+    forced_ids = vocab.encode(forced) if forced else []
+    if pending or forced_ids:
+        logits, cache = step(pending + forced_ids, cache, position)
+        position += len(pending) + len(forced_ids)
+    ids += forced_ids
+    choice = choose_label(step, logits, cache, position, vocab.label_sequences)
+    return Generated(
+        token_ids=ids + vocab.encode(choice.label) + vocab.encode("</answer>"),
+        text=vocab.decode(ids) + choice.label + "</answer>",
+        prefill_ms=prefill_ms,
+        decode_ms=(time.perf_counter() - start) * 1e3,
+        prompt_length=prompt_length,
+        generated_tokens=free_tokens,
+        label=choice.label,
+        probabilities=choice.probabilities,
+        forced=forced,
+    )

@@ -1,7 +1,8 @@
 """The torch-free recognizer: a bundle in, ``Result`` out, for clips or for frames + audio from live sources.
 
 The KV cache of the constant prompt prefix (everything before the first media placeholder) is computed once at load
-and reused for every clip.
+and reused for every clip. Modes: ``full`` (reasoning, then a constrained answer) and ``label`` (no reasoning: the
+prompt ends in an empty think block and ``<answer>``, so one prefill gives the label: the lowest latency).
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from ..media import SAMPLE_RATE, decode_clip, frames_to_pixels, log_mel, resampl
 from ..prompt import parse_answer
 from ..result import Result
 from .backends import Backend, make_backend
-from .generation import greedy
+from .answer import label_sequences
+from .generation import LABEL_ONLY_SUFFIX, Vocabulary, generate
+
+MODES = ("full", "label")
 
 
 class Recognizer:
@@ -33,6 +37,9 @@ class Recognizer:
         self.labels = tuple(manifest.labels)
         self.stop_ids = set(manifest.tokens["stop_ids"])
         self.placeholders = manifest.tokens["placeholders"]
+        encode = self.encode_text
+        self.vocab = Vocabulary(encode, self.decode, self.stop_ids, label_sequences(encode, self.labels))
+        self.label_suffix_ids = encode(LABEL_ONLY_SUFFIX)
         start = time.perf_counter()
         self._prefix: dict[tuple[int, ...], object] = {}
         for piece in manifest.prompt.values():
@@ -48,6 +55,12 @@ class Recognizer:
         return cls(Path(path), manifest, make_backend(Path(path), manifest, backend, threads))
 
     # ---- pieces -----------------------------------------------------------------------------------------------
+    def encode_text(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
     def embed(self, ids: list[int]) -> np.ndarray:
         return np.asarray(self.embeddings[ids], dtype=np.float32)[None]
 
@@ -82,8 +95,14 @@ class Recognizer:
 
     # ---- the whole pipeline -------------------------------------------------------------------------------------
     def recognize(self, frames, audio: np.ndarray | None, sample_rate: int = SAMPLE_RATE, *, use_audio: bool = True,
-                  max_new_tokens: int | None = None, timings: dict[str, float] | None = None) -> Result:
-        """RGB frames (any count) and mono audio (None: no track; silence is fed) -> Result."""
+                  mode: str = "full", max_new_tokens: int | None = None, max_think_tokens: int | None = None,
+                  constrain: bool = True, timings: dict[str, float] | None = None) -> Result:
+        """RGB frames (any count) and mono audio (None: no track, silence is fed) -> Result.
+
+        ``constrain=False`` is plain greedy decoding, token for token the PyTorch reference's.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode {mode!r} is not one of {MODES}")
         timings = dict(timings or {})
         clock = time.perf_counter()
 
@@ -104,25 +123,28 @@ class Recognizer:
             lap("audio")
         piece = self.manifest.prompt["video_audio" if use_audio else "video_only"]
         prefix = piece["prefix_ids"]
-        sequence = self._sequence(piece["ids"][len(prefix):], video, audio_embeds)
+        rest = piece["ids"][len(prefix):] + (self.label_suffix_ids if mode == "label" else [])
+        sequence = self._sequence(rest, video, audio_embeds)
         lap("embed")
-        generated = greedy(self.backend.decoder, self.embed, sequence, self._prefix[tuple(prefix)], len(prefix),
-                           self.stop_ids, max_new_tokens or self.manifest.generation["max_new_tokens"])
+        generated = generate(self.backend.decoder, self.embed, sequence, self._prefix[tuple(prefix)], len(prefix),
+                             self.vocab, max_new_tokens or self.manifest.generation["max_new_tokens"],
+                             max_think_tokens, constrain=constrain or mode == "label", label_only=mode == "label")
         timings["prefill"] = round(generated.prefill_ms, 3)
         timings["decode"] = round(generated.decode_ms, 3)
-        timings["decode_per_token"] = round(generated.decode_ms / max(len(generated.token_ids) - 1, 1), 3)
+        timings["decode_per_token"] = round(generated.decode_ms / max(generated.generated_tokens, 1), 3)
         timings["prompt_tokens"] = generated.prompt_length
-        timings["generated_tokens"] = len(generated.token_ids)
-        text = self.tokenizer.decode(generated.token_ids, skip_special_tokens=True)
-        parsed = parse_answer(text)
+        timings["generated_tokens"] = generated.generated_tokens
+        parsed = parse_answer(generated.text)
+        label = generated.label if generated.label is not None else normalize_label(parsed.answer, self.labels)
         return Result(
-            label=normalize_label(parsed.answer, self.labels),
+            label=label,
             answer=parsed.answer,
             reasoning=parsed.reasoning,
-            text=text,
+            text=generated.text,
             token_ids=generated.token_ids,
             audio="not used" if not use_audio else ("present" if audio is not None else "missing"),
             timings_ms=timings,
+            probabilities=generated.probabilities,
         )
 
     def recognize_file(self, path: str | Path, use_audio: bool = True, **kwargs) -> Result:
