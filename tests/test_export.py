@@ -184,3 +184,41 @@ def test_tensorrt_profiles_cover_prefill_and_decode(bundles):
     (vision,) = part_profiles(manifest, "vision")
     assert vision["pixel_values"][0] == (8, 3, 224, 224)
     assert build_flags("fp16", False, False)["strongly_typed"] and build_flags("fp32", True, False)["fp16"]
+
+
+def test_io_binding_backend_gives_the_same_tokens(bundles, clips):
+    """The GPU path keeps the KV cache on the device through IOBinding; the same code runs here on the CPU device."""
+    from r1omni_edge.bundle import load_bundle
+    from r1omni_edge.runtime import Recognizer
+    from r1omni_edge.runtime.backends import OnnxRuntimeBackend
+
+    path = bundles["fp32"][1]
+    manifest = load_bundle(path)
+    plain = Recognizer(path, manifest, OnnxRuntimeBackend(path, manifest, "cpu"))
+    bound = Recognizer(path, manifest, OnnxRuntimeBackend(path, manifest, "cpu", io_binding=True))
+    assert bound.backend.name.endswith("iobinding")
+    expected = plain.recognize_file(clips["av"], max_new_tokens=12)
+    got = bound.recognize_file(clips["av"], max_new_tokens=12)
+    assert got.token_ids == expected.token_ids
+    assert got.probabilities == pytest.approx(expected.probabilities, abs=1e-5)
+
+
+def test_backend_selection(bundles):
+    import copy
+
+    from r1omni_edge.errors import InputError
+    from r1omni_edge.runtime.backends import make_backend
+    from r1omni_edge.runtime.tensorrt_backend import engines_available
+
+    manifest, path = bundles["fp32"]
+    assert make_backend(path, manifest, "auto").name == "onnxruntime-cpu"  # no GPU provider here
+    with pytest.raises(InputError, match="unknown backend 'gpu'"):
+        make_backend(path, manifest, "gpu")
+    with pytest.raises(InputError, match="CUDAExecutionProvider"):
+        make_backend(path, manifest, "cuda")
+    if not engines_available():
+        with_engines = copy.deepcopy(manifest)
+        with_engines.engines = {"tensorrt_version": "10.0", "device": "x"}
+        assert make_backend(path, with_engines, "auto").name == "onnxruntime-cpu"  # falls back, does not fail
+        with pytest.raises(InputError, match="TensorRT is not installed here"):
+            make_backend(path, manifest, "engine")

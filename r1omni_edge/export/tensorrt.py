@@ -14,26 +14,12 @@ from typing import Any
 from ..bundle import (ENGINES_DIR, Manifest, describe_files, load_bundle, past_key_name, past_value_name,
                       write_manifest)
 from ..errors import InputError
+from ..runtime.tensorrt_backend import import_tensorrt
 
 log = logging.getLogger(__name__)
 
 MAX_POSITIONS = 2048  # the training context: prefill up to 2048 positions, decode with up to 2048 past
 TIMING_CACHE = "timing.cache"
-
-
-class TensorRTMissing(InputError):
-    """TensorRT is not importable here."""
-
-
-def import_tensorrt():
-    try:
-        import tensorrt as trt  # noqa: F401
-    except ImportError:
-        raise TensorRTMissing(
-            "TensorRT is not installed here: build engines on the GPU or Jetson that will run them "
-            "(JetPack ships TensorRT; on x86 use NVIDIA's TensorRT container or wheels from NVIDIA's index)"
-        ) from None
-    return trt
 
 
 Shape = tuple[int, ...]
