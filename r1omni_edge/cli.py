@@ -12,15 +12,35 @@ from .errors import InputError, R1OmniError
 log = logging.getLogger("r1omni_edge")
 
 
-def _add_model_args(parser: argparse.ArgumentParser) -> None:
+def _add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
     group = parser.add_argument_group("checkpoint and towers")
-    group.add_argument("--model", required=True, metavar="DIR", help="R1-Omni / HumanOmni checkpoint directory")
+    group.add_argument("--model", required=required, metavar="DIR", help="R1-Omni / HumanOmni checkpoint directory")
     group.add_argument("--siglip", metavar="DIR", help="siglip-base-patch16-224 directory")
     group.add_argument("--whisper", metavar="DIR", help="whisper-large-v3 directory")
     group.add_argument("--bert", metavar="DIR", help="bert-base-uncased directory")
     group.add_argument("--models-dir", metavar="DIR",
                        help="one directory holding the towers under their published names (default: beside --model)")
     group.add_argument("--allow-pickle", action="store_true", help="accept pickled .bin weights (they can run code)")
+
+
+def _add_runtime_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("runtime (with --bundle)")
+    group.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda", "tensorrt", "engine"),
+                       help="auto: TensorRT engines, else onnxruntime TensorRT/CUDA/CPU")
+    group.add_argument("--threads", type=int, help="CPU threads for onnxruntime (default: all cores)")
+    group.add_argument("--mode", default="full", choices=("full", "label"),
+                       help="full: reasoning then a constrained label; label: no reasoning, lowest latency")
+    group.add_argument("--max-think-tokens", type=int, help="bound the reasoning, then close it and answer")
+    group.add_argument("--free-answer", action="store_true",
+                       help="plain greedy decoding, token for token the PyTorch reference (label may be none)")
+
+
+def _add_live_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--window", type=float, default=4.0, help="seconds of video and audio per recognition")
+    parser.add_argument("--stride", type=float, default=2.0, help="seconds between recognitions")
+    parser.add_argument("--jsonl", metavar="FILE", help="append every event to this JSONL file")
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--quiet", action="store_true", help="no terminal view")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,9 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    predict = sub.add_parser("predict", help="recognise the emotion in one clip with the PyTorch model")
+    predict = sub.add_parser("predict", help="recognise the emotion in one clip (PyTorch --model or runtime --bundle)")
     predict.add_argument("clip", help="a video file (any format ffmpeg reads)")
-    _add_model_args(predict)
+    _add_model_args(predict, required=False)
+    predict.add_argument("--bundle", metavar="DIR", help="run an exported bundle with the torch-free runtime instead")
+    _add_runtime_args(predict)
     predict.add_argument("--instruction", help="replace the official instruction")
     predict.add_argument("--max-new-tokens", type=int, default=2048)
     predict.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -77,6 +99,31 @@ def _parser() -> argparse.ArgumentParser:
     engines.add_argument("--max-positions", type=int, default=2048)
     engines.set_defaults(func=cmd_build_engines)
 
+    live = sub.add_parser("live", help="recognise live from a camera and a microphone")
+    live.add_argument("--bundle", required=True, metavar="DIR")
+    live.add_argument("--camera", default="0", help="device index, video file, RTSP URL or GStreamer pipeline")
+    live.add_argument("--mic", help="microphone name or index (default: the system default)")
+    live.add_argument("--no-mic", action="store_true", help="video only")
+    live.add_argument("--show", action="store_true", help="show the camera with the label where a display exists")
+    live.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    _add_live_args(live)
+    _add_runtime_args(live)
+    live.set_defaults(func=cmd_live)
+
+    stream = sub.add_parser("stream", help="the live pipeline on a clip, as if it were a camera and a microphone")
+    stream.add_argument("clip")
+    stream.add_argument("--bundle", required=True, metavar="DIR")
+    stream.add_argument("--fast", action="store_true", help="as fast as possible, every window (default: real time)")
+    _add_live_args(stream)
+    _add_runtime_args(stream)
+    stream.set_defaults(func=cmd_stream)
+
+    demo = sub.add_parser("demo", help="build a small model, export it and run the live pipeline on a generated clip")
+    demo.add_argument("--dir", default="out/demo", help="where the demo model, bundle and clip go (reused)")
+    demo.add_argument("--precision", default="fp32", choices=("fp32", "int8", "int4"))
+    demo.add_argument("--fast", action="store_true", help="process the clip as fast as possible")
+    demo.set_defaults(func=cmd_demo)
+
     inspect = sub.add_parser("inspect", help="report what a checkpoint directory holds, without loading it")
     inspect.add_argument("dir", help="checkpoint directory")
     inspect.add_argument("--allow-pickle", action="store_true")
@@ -85,11 +132,34 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print_result(result, as_json: bool) -> None:
+    if as_json:
+        print(result.to_json())
+        return
+    print(f"label:     {result.label}  (answer: {result.answer!r})")
+    if result.probabilities:
+        top = sorted(result.probabilities.items(), key=lambda kv: -kv[1])[:3]
+        print("top:       " + ", ".join(f"{k} {v:.2f}" for k, v in top))
+    print(f"reasoning: {result.reasoning or '(none)'}")
+    print(f"audio:     {result.audio}")
+    stages = ", ".join(f"{k} {v:.0f}" for k, v in result.timings_ms.items() if not k.endswith("tokens"))
+    print(f"timings (ms): {stages}")
+
+
+def _open_bundle(args: argparse.Namespace):
+    from .runtime import Recognizer
+
+    return Recognizer.from_bundle(args.bundle, backend=args.backend, threads=args.threads)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .labels import label_set
+    from .media.decode import _check_file
 
+    if (args.model is None) == (args.bundle is None):
+        raise InputError("give either --model DIR (PyTorch) or --bundle DIR (runtime), not both or neither")
     if args.max_new_tokens < 1:
         raise InputError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     try:
@@ -97,10 +167,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InputError(str(exc)) from None
     clip = Path(args.clip)
-    if not clip.is_file():  # fail before the (slow) model load
-        from .media.decode import _check_file
-
-        _check_file(clip)
+    _check_file(clip)  # fail before the (slow) model load
+    if args.bundle is not None:
+        recognizer = _open_bundle(args)
+        result = recognizer.recognize_file(clip, use_audio=not args.video_only, mode=args.mode,
+                                           max_new_tokens=args.max_new_tokens, max_think_tokens=args.max_think_tokens,
+                                           constrain=not args.free_answer)
+        _print_result(result, args.json)
+        return 0
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -115,15 +189,55 @@ def cmd_predict(args: argparse.Namespace) -> int:
         resize_mode=args.resize,
     )
     result = recognizer.recognize_file(clip, use_audio=not args.video_only, max_new_tokens=args.max_new_tokens)
-    if args.json:
-        print(result.to_json())
-    else:
-        print(f"label:     {result.label}  (answer: {result.answer!r})")
-        print(f"reasoning: {result.reasoning or '(none)'}")
-        print(f"audio:     {result.audio}")
-        stages = ", ".join(f"{k} {v:.0f}" for k, v in result.timings_ms.items() if not k.endswith("tokens"))
-        print(f"timings (ms): {stages}")
+    _print_result(result, args.json)
     return 0
+
+
+def _live_config(args: argparse.Namespace):
+    from .runtime.live import LiveConfig
+
+    think = args.max_think_tokens if args.max_think_tokens is not None else LiveConfig.max_think_tokens
+    config = LiveConfig(window=args.window, stride=args.stride, mode=args.mode, max_new_tokens=args.max_new_tokens,
+                        max_think_tokens=think)
+    config.check()
+    return config
+
+
+def _summary(session) -> None:
+    print(f"windows {session.windows}, results {session.results}, dropped {session.dropped}", file=sys.stderr)
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    from .runtime.app import run_live
+
+    config = _live_config(args)
+    recognizer = _open_bundle(args)
+    camera = int(args.camera) if args.camera.isdigit() else args.camera
+    session = run_live(recognizer, camera, args.mic, use_microphone=not args.no_mic, config=config,
+                       jsonl=args.jsonl, show=args.show, duration=args.duration, view=not args.quiet)
+    _summary(session)
+    return 0
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .media.decode import _check_file
+    from .runtime.app import run_stream
+
+    _check_file(Path(args.clip))
+    config = _live_config(args)
+    recognizer = _open_bundle(args)
+    session = run_stream(recognizer, args.clip, config, realtime=not args.fast, jsonl=args.jsonl,
+                         view=not args.quiet)
+    _summary(session)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.dir, precision=args.precision, realtime=not args.fast)
 
 
 def _progress(message: str) -> None:

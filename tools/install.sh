@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv and install the project with its PyTorch, export, runtime and test extras. Idempotent; no model downloads.
+# Create .venv and install the project with its PyTorch, export, runtime, live and test extras. Idempotent; no model downloads.
 # torch 2.14.1 + torchvision 0.29.1 are pinned as a pair because timm (RegStage) needs a torchvision that imports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,6 @@ stamp=.venv/.r1omni-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ tools/install.sh -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
   .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-  .venv/bin/python -m pip install -q -e ".[torch,export,runtime,dev]"
+  .venv/bin/python -m pip install -q -e ".[torch,export,runtime,live,dev]"
   touch "$stamp"
 fi

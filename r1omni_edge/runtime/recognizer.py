@@ -32,6 +32,7 @@ class Recognizer:
         self.directory = Path(directory)
         self.manifest = manifest
         self.backend = backend
+        self.backend_name = backend.name
         self.embeddings = np.load(self.directory / EMBEDDINGS_FILE, mmap_mode="r")
         self.tokenizer = Tokenizer.from_file(str(self.directory / TOKENIZER_DIR / "tokenizer.json"))
         self.labels = tuple(manifest.labels)

@@ -43,7 +43,6 @@ class TinyPaths:
 
 
 def _write_towers(root: Path, bert_vocab: int) -> TinyPaths:
-    import torch
     from transformers import (BertConfig, BertForPreTraining, SiglipConfig, SiglipModel, WhisperConfig,
                               WhisperForConditionalGeneration)
 
@@ -63,7 +62,6 @@ def _write_towers(root: Path, bert_vocab: int) -> TinyPaths:
         "feature_extractor_type": "WhisperFeatureExtractor", "feature_size": 128, "sampling_rate": 16000,
         "hop_length": 160, "n_fft": 400, "chunk_length": 30, "n_samples": 480000, "nb_max_frames": 3000}, indent=2))
     BertForPreTraining(BertConfig(**preset["bert"], vocab_size=bert_vocab)).save_pretrained(paths.bert)
-    del torch
     return paths
 
 
@@ -82,6 +80,9 @@ def write_tiny_checkpoint(root: str | Path, seed: int = 0, include_towers: bool 
     from ..model.checkpoint import _tower_tensors, save_model
     from ..model.omni import OmniModel
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # save_pretrained's per-shard bar is noise for three tiny files
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)

@@ -1,0 +1,331 @@
+"""Live inputs: one thread per source writing into a bounded ring buffer that keeps only the newest data, every
+item stamped on one clock (``time.monotonic``). A source that fails reports it and reconnects with backoff; a file
+that ends reports that and stops.
+
+Sources: a camera (OpenCV: device index, video file, RTSP URL or GStreamer pipeline for Jetson cameras), a
+microphone (sounddevice, 16 kHz mono; the stream is built by a factory, the seam tests fill with a paced fake),
+and a clip (PyAV: video and audio, paced in real time or as fast as possible).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..media import SAMPLE_RATE, to_mono
+
+log = logging.getLogger(__name__)
+clock = time.monotonic
+EventSink = Callable[[dict[str, Any]], None]
+
+
+class FrameRing:
+    """The newest RGB frames with their capture times; older ones fall off."""
+
+    def __init__(self, max_frames: int = 128):
+        self._frames: collections.deque[tuple[float, np.ndarray]] = collections.deque(maxlen=max_frames)
+        self._lock = threading.Lock()
+
+    def push(self, stamp: float, frame: np.ndarray) -> None:
+        with self._lock:
+            self._frames.append((stamp, frame))
+
+    def window(self, start: float, end: float) -> list[np.ndarray]:
+        with self._lock:
+            return [frame for stamp, frame in self._frames if start <= stamp <= end]
+
+    def latest(self) -> tuple[float, np.ndarray] | None:
+        with self._lock:
+            return self._frames[-1] if self._frames else None
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+
+class AudioRing:
+    """The newest ``seconds`` of mono 16 kHz audio; each push is stamped with the time of its last sample."""
+
+    def __init__(self, seconds: float = 35.0, rate: int = SAMPLE_RATE):
+        self.rate = rate
+        self._buffer = np.zeros(int(seconds * rate), np.float32)
+        self._total = 0  # samples written since the last reset
+        self._last_stamp: float | None = None
+        self._lock = threading.Lock()
+
+    def push(self, stamp: float, samples: np.ndarray) -> None:
+        samples = np.asarray(samples, np.float32).ravel()[-len(self._buffer):]
+        with self._lock:
+            start = self._total % len(self._buffer)
+            first = min(len(samples), len(self._buffer) - start)
+            self._buffer[start:start + first] = samples[:first]
+            self._buffer[: len(samples) - first] = samples[first:]
+            self._total += len(samples)
+            self._last_stamp = stamp
+
+    def reset(self) -> None:
+        """Forget everything (after a gap, old samples no longer line up with the clock)."""
+        with self._lock:
+            self._total, self._last_stamp = 0, None
+
+    def window(self, start: float, end: float, min_coverage: float = 0.5) -> np.ndarray | None:
+        """Samples stamped in [start, end], or None when less than ``min_coverage`` of the window is there."""
+        with self._lock:
+            if self._last_stamp is None:
+                return None
+            held = min(self._total, len(self._buffer))
+            first_stamp = self._last_stamp - (held - 1) / self.rate
+            # a small tolerance: stamps are sums of floats, and a boundary sample must not be lost to rounding
+            lo = max(0, int(np.ceil((start - first_stamp) * self.rate - 1e-6)))
+            hi = min(held, int(np.floor((end - first_stamp) * self.rate + 1e-6)) + 1)
+            if hi - lo < min_coverage * (end - start) * self.rate:
+                return None
+            oldest = self._total - held
+            indices = (oldest + np.arange(lo, hi)) % len(self._buffer)
+            return self._buffer[indices].copy()
+
+
+class Source(threading.Thread):
+    """A reader thread: ``open`` a handle, ``read`` from it until it ends or fails, reconnect with backoff."""
+
+    kind = "source"
+    ends = False  # True for finite inputs (files): their end is final, not a failure
+
+    def __init__(self, name: str, on_event: EventSink | None = None, backoff: tuple[float, float] = (0.5, 8.0),
+                 max_attempts: int | None = None):
+        super().__init__(name=f"r1omni-{self.kind}", daemon=True)
+        self.source_name = name
+        self.on_event = on_event or (lambda event: None)
+        self.backoff = backoff
+        self.max_attempts = max_attempts
+        self.connected = threading.Event()
+        self.finished = threading.Event()
+        self._stop_requested = threading.Event()
+
+    def emit(self, status: str, detail: str = "") -> None:
+        self.on_event({"type": "source", "time": clock(), "source": self.kind, "name": self.source_name,
+                       "status": status, "detail": detail})
+
+    def stop(self) -> None:
+        self._stop_requested.set()
+
+    def open(self) -> Any:
+        raise NotImplementedError
+
+    def read(self, handle: Any) -> bool:
+        """Read and push one item; False when a finite input has ended."""
+        raise NotImplementedError
+
+    def close(self, handle: Any) -> None:
+        pass
+
+    def run(self) -> None:
+        delay, attempts = self.backoff[0], 0
+        try:
+            while not self._stop_requested.is_set():
+                attempts += 1
+                try:
+                    handle = self.open()
+                except Exception as exc:  # any failure to open is reported and retried
+                    self.emit("unavailable", str(exc))
+                    if self.max_attempts is not None and attempts >= self.max_attempts:
+                        self.emit("gave up", f"after {attempts} attempts")
+                        return
+                    self._stop_requested.wait(delay)
+                    delay = min(delay * 2, self.backoff[1])
+                    continue
+                self.connected.set()
+                self.emit("connected")
+                delay, attempts = self.backoff[0], 0
+                ended = False
+                try:
+                    while not self._stop_requested.is_set():
+                        if not self.read(handle):
+                            ended = True
+                            break
+                except Exception as exc:  # a device that vanishes mid-read
+                    self.connected.clear()
+                    self.emit("lost", str(exc))
+                finally:
+                    self.close(handle)
+                if ended and self.ends:
+                    self.emit("ended")
+                    return
+                if ended:
+                    self.connected.clear()
+                    self.emit("lost", "the input stopped delivering")
+                if not self._stop_requested.is_set():
+                    self.emit("reconnecting", f"in {delay:.1f} s")
+                    self._stop_requested.wait(delay)
+                    delay = min(delay * 2, self.backoff[1])
+        finally:
+            self.connected.clear()
+            self.finished.set()
+
+
+class CameraSource(Source):
+    """OpenCV capture: a device index ("0"), a video file, an RTSP/HTTP URL, or a GStreamer pipeline (with '!')."""
+
+    kind = "camera"
+
+    def __init__(self, spec: str | int, frames: FrameRing, on_event: EventSink | None = None, max_fps: float = 15.0,
+                 **kwargs):
+        super().__init__(str(spec), on_event, **kwargs)
+        self.spec = spec
+        self.frames = frames
+        self.min_interval = 1.0 / max_fps if max_fps else 0.0
+        self._last = 0.0
+        self.is_file = isinstance(spec, (str, Path)) and Path(str(spec)).is_file()
+        self.ends = self.is_file
+
+    def open(self):
+        import cv2
+
+        spec = self.spec
+        if isinstance(spec, str) and spec.isdigit():
+            capture = cv2.VideoCapture(int(spec))
+        elif isinstance(spec, str) and "!" in spec:
+            capture = cv2.VideoCapture(spec, cv2.CAP_GSTREAMER)
+        else:
+            capture = cv2.VideoCapture(str(spec) if not isinstance(spec, int) else spec)
+        if not capture.isOpened():
+            capture.release()
+            raise ConnectionError(f"cannot open camera {spec!r}")
+        self._period = 1.0 / (capture.get(cv2.CAP_PROP_FPS) or 25.0) if self.is_file else 0.0
+        return capture
+
+    def read(self, capture) -> bool:
+        import cv2
+
+        ok, frame = capture.read()
+        if not ok:
+            if self.is_file:
+                return False
+            raise ConnectionError("the camera returned no frame")
+        if self._period:  # a file played as a camera: real-time pace
+            time.sleep(self._period)
+        now = clock()
+        if now - self._last >= self.min_interval:
+            self.frames.push(now, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            self._last = now
+        return True
+
+    def close(self, capture) -> None:
+        capture.release()
+
+
+def sounddevice_stream(device: str | int | None, callback, rate: int = SAMPLE_RATE, blocksize: int = 1600):
+    """The real microphone: a sounddevice InputStream, 16 kHz mono float32."""
+    import sounddevice
+
+    return sounddevice.InputStream(samplerate=rate, channels=1, dtype="float32", device=device,
+                                   blocksize=blocksize, callback=callback)
+
+
+class MicrophoneSource(Source):
+    """A microphone through ``stream_factory(callback)`` (sounddevice by default)."""
+
+    kind = "microphone"
+
+    def __init__(self, device: str | int | None, audio: AudioRing, on_event: EventSink | None = None,
+                 stream_factory: Callable | None = None, stall_seconds: float = 2.0, **kwargs):
+        super().__init__(str(device) if device is not None else "default", on_event, **kwargs)
+        self.device = device
+        self.audio = audio
+        self.stream_factory = stream_factory or (lambda callback: sounddevice_stream(device, callback))
+        self.stall_seconds = stall_seconds
+        self._last_block = 0.0
+
+    def _callback(self, indata, frames, time_info, status) -> None:
+        now = clock()
+        self._last_block = now
+        self.audio.push(now, np.asarray(indata, np.float32).reshape(-1))
+
+    def open(self):
+        stream = self.stream_factory(self._callback)
+        self.audio.reset()
+        stream.start()
+        self._last_block = clock()
+        return stream
+
+    def read(self, stream) -> bool:
+        time.sleep(0.05)
+        if not stream.active or clock() - self._last_block > self.stall_seconds:
+            raise ConnectionError("the microphone stopped delivering audio")
+        return True
+
+    def close(self, stream) -> None:
+        try:
+            stream.stop()
+            stream.close()
+        except Exception:  # closing a vanished device may fail too; nothing more to do
+            pass
+
+
+class FileSource(Source):
+    """A clip played as a camera and a microphone: frames and audio on the same clock, in real time or as fast as
+    possible (then stamped by media time from ``start``, and ``media_time`` tells how far it has got)."""
+
+    kind = "file"
+    ends = True
+
+    def __init__(self, path: str | Path, frames: FrameRing, audio: AudioRing | None, on_event: EventSink | None = None,
+                 realtime: bool = True, max_fps: float = 15.0, **kwargs):
+        super().__init__(str(path), on_event, max_attempts=1, **kwargs)
+        self.path = Path(path)
+        self.frames = frames
+        self.audio = audio
+        self.realtime = realtime
+        self.min_interval = 1.0 / max_fps if max_fps else 0.0
+        self.start_stamp = 0.0
+        self.media_time = 0.0
+        self.has_audio = False
+
+    def open(self):
+        import av
+
+        from ..media.decode import _check_file, _open
+
+        _check_file(self.path)
+        container = _open(self.path)
+        streams = [s for s in (container.streams.video[:1] + container.streams.audio[:1])]
+        self.has_audio = bool(container.streams.audio)
+        self._resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)
+        self._packets = container.demux(*streams)
+        self._last_frame = -1e9
+        self.start_stamp = clock() if self.realtime else 0.0
+        return container
+
+    def read(self, container) -> bool:
+        packet = next(self._packets, None)
+        if packet is None:
+            return False
+        for frame in packet.decode():
+            if frame.pts is None:
+                continue
+            at = float(frame.pts * frame.time_base)
+            stamp = self.start_stamp + at
+            if self.realtime:
+                wait = stamp - clock()
+                if wait > 0:
+                    self._stop_requested.wait(wait)
+            if packet.stream.type == "video":
+                if at - self._last_frame >= self.min_interval:
+                    self.frames.push(stamp, frame.to_ndarray(format="rgb24"))
+                    self._last_frame = at
+            elif self.audio is not None:
+                chunks = [to_mono(f.to_ndarray()) for f in self._resampler.resample(frame)]
+                if chunks:
+                    samples = np.concatenate(chunks)
+                    self.audio.push(stamp + len(samples) / SAMPLE_RATE, samples)
+            self.media_time = max(self.media_time, at)
+        return True
+
+    def close(self, container) -> None:
+        container.close()
+
