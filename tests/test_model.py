@@ -162,3 +162,17 @@ def test_truncated_vision_and_manual_audio_equal_the_library_forward(recognizer)
         torch.testing.assert_close(model.audio_states(mel), library, atol=1e-5, rtol=1e-5)
         assert model.encode_audio(mel).shape == (500, model.config.hidden_size)
         assert model.encode_video(pixels, torch.tensor([0.2, 0.3, 0.5])).shape == (392, model.config.hidden_size)
+
+
+def test_written_out_decoder_equals_transformers_in_batches(lively_llm):
+    """The shared Qwen2 forward (export + training): batched, all positions, continuing a cache."""
+    from r1omni_edge.model.decoder import qwen2_forward
+
+    torch.manual_seed(0)
+    embeds = torch.randn(3, 9, lively_llm.config.hidden_size)
+    with torch.no_grad():
+        reference = lively_llm(inputs_embeds=embeds).logits
+        hidden, cache = qwen2_forward(lively_llm, embeds[:, :5], torch.arange(5)[None])
+        rest, _ = qwen2_forward(lively_llm, embeds[:, 5:], torch.arange(5, 9)[None], cache)
+        logits = lively_llm.lm_head(torch.cat([hidden, rest], dim=1))
+    torch.testing.assert_close(logits, reference, atol=2e-5, rtol=1e-4)

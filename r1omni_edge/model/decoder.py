@@ -1,0 +1,70 @@
+"""Qwen2's forward written out over transformers' own modules, with the KV cache as flat tensors.
+
+One implementation serves the ONNX decoder (batch 1, last position) and training (batches, all positions, gradients
+through a shared prompt prefix whose cache is expanded to G completions). Tested equal to transformers' forward.
+Layout of the cache: [key_0, value_0, key_1, value_1, ...], each (batch, kv_heads, length, head_dim).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def rope_inverse_frequencies(llm) -> torch.Tensor:
+    config = llm.config
+    head_dim = config.hidden_size // config.num_attention_heads
+    theta = config.rope_parameters["rope_theta"]
+    return 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+
+
+def qwen2_forward(llm, inputs_embeds: torch.Tensor, position_ids: torch.Tensor,
+                  past: Sequence[torch.Tensor] | None = None,
+                  inv_freq: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """(B, S, hidden) embeddings at ``position_ids`` (B or 1, S) after ``past`` -> (final-norm hidden states
+    (B, S, hidden), present cache). Rows are right-padded at most: the causal mask needs no padding mask then."""
+    config = llm.config
+    batch, length = inputs_embeds.shape[0], inputs_embeds.shape[1]
+    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+    head_dim = config.hidden_size // heads
+    groups = heads // kv_heads
+    layers = llm.model.layers
+    if past is None:
+        empty = inputs_embeds.new_zeros(batch, kv_heads, 0, head_dim)
+        past = [empty] * (2 * len(layers))
+    past_length = past[0].shape[2]
+    if inv_freq is None:
+        inv_freq = rope_inverse_frequencies(llm).to(inputs_embeds.device)
+    freqs = position_ids.to(torch.float32)[..., None] * inv_freq  # (B, S, D/2)
+    angles = torch.cat((freqs, freqs), dim=-1)[:, None]  # (B, 1, S, D)
+    cos, sin = angles.cos().to(inputs_embeds.dtype), angles.sin().to(inputs_embeds.dtype)
+    rows = torch.arange(length, device=inputs_embeds.device)[:, None] + past_length
+    cols = torch.arange(past_length + length, device=inputs_embeds.device)[None, :]
+    mask = torch.where(cols <= rows, 0.0, torch.finfo(torch.float32).min)  # (S, P + S): causal over the cache
+    hidden = inputs_embeds
+    presents: list[torch.Tensor] = []
+    for index, layer in enumerate(layers):
+        attention = layer.self_attn
+        x = layer.input_layernorm(hidden)
+        q = attention.q_proj(x).view(batch, length, heads, head_dim).transpose(1, 2)
+        k = attention.k_proj(x).view(batch, length, kv_heads, head_dim).transpose(1, 2)
+        v = attention.v_proj(x).view(batch, length, kv_heads, head_dim).transpose(1, 2)
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        k = torch.cat((past[2 * index], k), dim=2)
+        v = torch.cat((past[2 * index + 1], v), dim=2)
+        presents += [k, v]
+        # grouped-query attention without repeating K/V: (B, kv, groups, S, D) against (B, kv, 1, T, D)
+        qg = q.reshape(batch, kv_heads, groups, length, head_dim)
+        scores = torch.matmul(qg, k.unsqueeze(2).transpose(-1, -2)) * (head_dim ** -0.5)
+        probs = torch.softmax(scores.float() + mask, dim=-1).to(v.dtype)
+        out = torch.matmul(probs, v.unsqueeze(2)).reshape(batch, heads, length, head_dim)
+        hidden = hidden + attention.o_proj(out.transpose(1, 2).reshape(batch, length, -1))
+        hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+    return llm.model.norm(hidden), presents
