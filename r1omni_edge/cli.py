@@ -124,6 +124,25 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--fast", action="store_true", help="process the clip as fast as possible")
     demo.set_defaults(func=cmd_demo)
 
+    train = sub.add_parser("train", help="fine-tune: cold-start SFT or GRPO (config file: YAML or JSON)")
+    train.add_argument("stage", choices=("sft", "grpo"))
+    train.add_argument("--config", required=True, metavar="FILE")
+    train.add_argument("--output-dir", help="override the config's output_dir")
+    train.add_argument("--max-steps", type=int, help="override the config's max_steps")
+    train.add_argument("--resume", metavar="DIR|latest", help="resume from a checkpoint (or the latest one)")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("eval", help="WAR / UAR and a confusion matrix of a checkpoint on a dataset")
+    _add_model_args(evaluate)
+    evaluate.add_argument("--data", required=True, metavar="FILE", help="dataset JSON (published format)")
+    evaluate.add_argument("--data-root", help="directory the dataset's video paths are relative to")
+    evaluate.add_argument("--labels", default="mafw")
+    evaluate.add_argument("--max-new-tokens", type=int, default=512)
+    evaluate.add_argument("--synonyms", action="store_true", help="score synonyms as their label (default: exact)")
+    evaluate.add_argument("--resize", choices=("stretch", "pad"), default="stretch")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(func=cmd_eval)
+
     inspect = sub.add_parser("inspect", help="report what a checkpoint directory holds, without loading it")
     inspect.add_argument("dir", help="checkpoint directory")
     inspect.add_argument("--allow-pickle", action="store_true")
@@ -300,6 +319,50 @@ def cmd_build_engines(args: argparse.Namespace) -> int:
     manifest = build_engines(args.bundle, fp16=args.fp16, int8=args.int8, max_positions=args.max_positions,
                              progress=_progress)
     print(f"engines built with TensorRT {manifest.engines['tensorrt_version']} for {manifest.engines['device']}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import logging as _logging
+
+    _logging.getLogger("r1omni_edge").setLevel(_logging.INFO)
+    if args.stage == "sft":
+        from .train.sft import SFTConfig as Config
+        from .train.sft import train_sft as run
+    else:
+        from .train.grpo import GRPOConfig as Config
+        from .train.grpo import train_grpo as run
+    config = Config.from_file(args.config, output_dir=args.output_dir, max_steps=args.max_steps,
+                              resume_from=args.resume)
+    result = run(config)
+    if "checkpoint" in result:
+        print(f"checkpoint: {result['checkpoint']}")
+    if "confusion" in result:
+        print(result["confusion"])
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .labels import label_set
+    from .train.common import TrainConfig, build_policy
+    from .train.data import load_dataset
+    from .train.evaluate import evaluate
+    from .train.features import FeatureCache
+    import tempfile
+
+    labels = label_set(args.labels)
+    samples = load_dataset(args.data, args.data_root, labels)
+    config = TrainConfig(model=args.model, models_dir=args.models_dir, siglip=args.siglip, whisper=args.whisper,
+                         bert=args.bert, train_data=args.data)
+    policy, _ = build_policy(config)
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = FeatureCache(tmp, policy.model, args.resize)
+        prompts = [policy.prompt(s, cache.get(s.video)) for s in samples]
+        result = evaluate(policy, prompts, labels, args.max_new_tokens, exact=not args.synonyms)
+    if args.json:
+        print(json.dumps({**result.metrics(), "confusion": result.confusion, "predictions": result.predictions}))
+    else:
+        print(result.table())
     return 0
 
 

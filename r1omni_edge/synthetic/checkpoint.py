@@ -66,6 +66,10 @@ def _write_towers(root: Path, bert_vocab: int) -> TinyPaths:
 
 
 LIVELY_STD = 0.25  # decoder weight scale of the tiny model: large enough that greedy output varies token to token
+# For training the tiny model on the synthetic task: at 0.02 (transformers' default) a 64-wide decoder barely routes
+# the media to the answer (attention is uniform over ~1,000 positions and damped twice), at 0.25 training is
+# chaotic; at 0.08 it learns the task (measured: 8 examples fitted and 8 unseen ones right within 60 steps).
+TRAINABLE_STD = 0.08
 
 
 def write_tiny_checkpoint(root: str | Path, seed: int = 0, include_towers: bool = False,

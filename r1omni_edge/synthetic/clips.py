@@ -9,15 +9,17 @@ import numpy as np
 
 
 def make_frames(seconds: float = 2.0, fps: int = 10, size: tuple[int, int] = (160, 120), seed: int = 0,
-                color: tuple[int, int, int] = (220, 180, 40)) -> list[np.ndarray]:
-    """RGB uint8 frames: a disc that moves across a noisy background."""
+                color: tuple[int, int, int] = (220, 180, 40), background: tuple[int, int, int] | None = None
+                ) -> list[np.ndarray]:
+    """RGB uint8 frames: a disc that moves across a noisy background (dark, or tinted with ``background``)."""
     rng = np.random.default_rng(seed)
+    tint = np.asarray(background if background is not None else (0, 0, 0), np.int16)
     width, height = size
     yy, xx = np.mgrid[0:height, 0:width]
     frames = []
     count = max(1, int(round(seconds * fps)))
     for i in range(count):
-        frame = rng.integers(0, 40, size=(height, width, 3), dtype=np.uint8)
+        frame = np.clip(rng.integers(0, 40, size=(height, width, 3)) + tint, 0, 255).astype(np.uint8)
         cx = width * (0.2 + 0.6 * i / max(count - 1, 1))
         disc = (xx - cx) ** 2 + (yy - height / 2) ** 2 < (min(width, height) / 4) ** 2
         frame[disc] = color
@@ -34,7 +36,7 @@ def make_tone(seconds: float = 2.0, sample_rate: int = 44100, hz: float = 440.0,
 
 def write_clip(path: str | Path, seconds: float = 2.0, fps: int = 10, size: tuple[int, int] = (160, 120),
                audio: bool = True, tone_hz: float = 440.0, sample_rate: int = 44100, seed: int = 0,
-               color: tuple[int, int, int] = (220, 180, 40)) -> Path:
+               color: tuple[int, int, int] = (220, 180, 40), background: tuple[int, int, int] | None = None) -> Path:
     """Write an MP4 (H.264, and AAC stereo when ``audio``) that any ffmpeg-based reader opens."""
     import av
 
@@ -49,7 +51,7 @@ def write_clip(path: str | Path, seconds: float = 2.0, fps: int = 10, size: tupl
         if audio:
             audio_stream = container.add_stream("aac", rate=sample_rate)
             audio_stream.layout = "stereo"
-        for frame in make_frames(seconds, fps, size, seed, color):
+        for frame in make_frames(seconds, fps, size, seed, color, background):
             for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
         for packet in video.encode(None):

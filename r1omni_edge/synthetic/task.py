@@ -1,0 +1,58 @@
+"""A synthetic audio-visual emotion task whose label is recoverable from both inputs: each class tints the whole
+frame with a colour of its own (so every patch carries it), moves a disc of that colour, and sounds a tone at its
+own pitch, plus noise. Written as clips and a dataset JSON in the published
+format, for the training tests and tools (K = 4 classes by default)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from ..prompt import INSTRUCTION, user_content
+from .clips import write_clip
+
+CLASSES = ("happy", "sad", "angry", "surprise")
+COLOURS = {"happy": (240, 200, 40), "sad": (40, 80, 220), "angry": (220, 40, 40), "surprise": (40, 200, 90)}
+TONES = {"happy": 660.0, "sad": 220.0, "angry": 440.0, "surprise": 990.0}
+REASONING = "I see it."
+
+
+def target_text(label: str, reasoning: str = REASONING) -> str:
+    return f"<think>{reasoning}</think>\n<answer>{label}</answer>"
+
+
+def write_task(root: str | Path, train: int = 48, held_out: int = 24, classes=CLASSES, seed: int = 0,
+               permute_train_labels: bool = False, seconds: float = 1.0) -> dict[str, Path]:
+    """Write clips/ and train.json, eval.json (published format: video, conversations human/gpt).
+
+    ``permute_train_labels`` gives the training targets labels that do not depend on the clip (a random
+    permutation of the true ones): SFT on them can teach the format but not the task.
+    """
+    root = Path(root)
+    rng = random.Random(seed)
+    files = {}
+    for split, count in (("train", train), ("eval", held_out)):
+        truths = [classes[i % len(classes)] for i in range(count)]
+        rng.shuffle(truths)
+        targets = list(truths)
+        if split == "train" and permute_train_labels:
+            rng.shuffle(targets)
+        rows = []
+        for index, (truth, target) in enumerate(zip(truths, targets)):
+            name = f"clips/{split}_{index:04d}.mp4"
+            if not (root / name).is_file():
+                write_clip(root / name, seconds=seconds, fps=8, size=(64, 64), audio=True, tone_hz=TONES[truth],
+                           seed=seed * 10007 + index + (0 if split == "train" else 50000), color=COLOURS[truth],
+                           background=tuple(c // 2 for c in COLOURS[truth]))
+            rows.append({
+                "video": name,
+                "label": truth,
+                "conversations": [
+                    {"from": "human", "value": user_content(INSTRUCTION)},
+                    {"from": "gpt", "value": target_text(target)},
+                ],
+            })
+        files[split] = root / f"{split}.json"
+        files[split].write_text(json.dumps(rows, indent=1))
+    return files

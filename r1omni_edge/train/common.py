@@ -1,0 +1,305 @@
+"""What SFT and GRPO share: their config base and file loading, the model and policy set-up with freezing, the
+optimizer and schedule, checkpoints (published layout + trainer state, written atomically) with exact resume,
+distributed set-up (torchrun / accelerate launch: DDP), and logging to the console and TensorBoard."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..files import atomic_directory
+
+log = logging.getLogger("r1omni_edge.train")
+STATE_FILE = "trainer_state.pt"
+TRAINABLE_PARTS = ("mm_projector", "bert_gate", "audio_projector", "llm")
+
+
+@dataclass
+class TrainConfig:
+    """Fields common to both trainers; a YAML / JSON config file maps onto these one to one."""
+
+    model: str = ""  # checkpoint directory to start from
+    models_dir: str | None = None  # towers under their published names (default: beside the checkpoint)
+    siglip: str | None = None
+    whisper: str | None = None
+    bert: str | None = None
+    train_data: str = ""
+    eval_data: str | None = None
+    data_root: str | None = None  # default: the dataset file's directory
+    output_dir: str = "runs/r1omni"
+    cache_dir: str | None = None  # default: OUTPUT/feature-cache
+    labels: str = "mafw"
+    resize_mode: str = "pad"  # training padded frames to a grey square
+    seed: int = 0
+    learning_rate: float = 2e-5
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    schedule: str = "cosine"  # cosine | linear | constant
+    max_steps: int = 0  # 0: run the epochs
+    epochs: float = 1.0
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+    train_parts: list[str] = field(default_factory=lambda: list(TRAINABLE_PARTS))
+    lora: dict[str, Any] | None = None  # {"r": 16, "alpha": 32, "dropout": 0.05, "targets": [...]} via peft
+    dtype: str = "fp32"  # bf16 on GPUs
+    gradient_checkpointing: bool = False
+    device: str = "cpu"
+    save_every: int = 0  # steps; 0: only at the end
+    eval_every: int = 0
+    log_every: int = 1
+    resume_from: str | None = None  # a checkpoint directory, or "latest"
+    tensorboard: bool = True
+    blank_inputs: bool = False  # control: zero the tower features (nothing to learn from)
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides):
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: no such config file")
+        text = path.read_text()
+        try:
+            if path.suffix in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text) or {}
+            else:
+                data = json.loads(text)
+        except Exception as exc:  # yaml and json raise different types
+            raise InputError(f"{path}: cannot be parsed ({exc})") from exc
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(data, str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config"):
+        data = dict(data)
+        preset = data.pop("preset", None)
+        base = cls.preset(preset) if preset else cls()
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(f"{source}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        config = dataclasses.replace(base, **data)
+        if not config.model or not config.train_data:
+            raise InputError(f"{source}: 'model' and 'train_data' are required")
+        bad = sorted(set(config.train_parts) - set(TRAINABLE_PARTS))
+        if bad:
+            raise InputError(f"{source}: train_parts {bad} are not trainable parts {list(TRAINABLE_PARTS)}")
+        return config
+
+    @classmethod
+    def preset(cls, name: str):
+        raise InputError(f"unknown preset {name!r}")
+
+
+# ---- reproducibility -------------------------------------------------------------------------------------------
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+# ---- distributed -----------------------------------------------------------------------------------------------
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str) -> Dist:
+    """torchrun and accelerate launch both set RANK / WORLD_SIZE: join their process group (gloo on CPUs)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def wrap_distributed(module: torch.nn.Module, dist_info: Dist, device: str) -> torch.nn.Module:
+    if dist_info.world <= 1:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [dist_info.local_rank] if device.startswith("cuda") else None
+    return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
+
+
+def shard(items: list, dist_info: Dist) -> list:
+    """This rank's share of a step's prompts (whole prompts: a GRPO group never spans ranks)."""
+    return items[dist_info.rank::dist_info.world]
+
+
+# ---- model and optimizer -----------------------------------------------------------------------------------------
+def build_policy(config: TrainConfig):
+    from ..model.checkpoint import load_model
+    from ..model.towers import load_bert_tokenizer
+    from ..prompt import PromptTokenizer
+    from .policy import Policy
+
+    device = config.device
+    model, report = load_model(config.model, config.siglip, config.whisper, config.bert, config.models_dir,
+                               dtype=config.dtype, device=device)
+    for part in ("vision_tower", "audio_tower", "bert_model"):  # frozen: their outputs are cached
+        getattr(model, part).requires_grad_(False)
+    for part in TRAINABLE_PARTS:
+        getattr(model, part).requires_grad_(part in config.train_parts)
+    if config.lora:
+        model.llm = apply_lora(model.llm, config.lora)
+    if config.gradient_checkpointing:
+        model.llm.gradient_checkpointing_enable()
+    policy = Policy(model, PromptTokenizer(config.model), load_bert_tokenizer(Path(report.towers["bert"])))
+    return policy, report
+
+
+def apply_lora(llm, options: dict[str, Any]):
+    """LoRA adapters on the LLM through peft; the frozen reference is then the base with adapters disabled."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise InputError("lora needs peft: pip install peft") from None
+    lora = LoraConfig(r=options.get("r", 16), lora_alpha=options.get("alpha", 32),
+                      lora_dropout=options.get("dropout", 0.0),
+                      target_modules=options.get("targets", ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                             "up_proj", "down_proj"]))
+    return get_peft_model(llm, lora)
+
+
+def make_optimizer(module: torch.nn.Module, config: TrainConfig, total_steps: int):
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        raise InputError("nothing to train: every part is frozen (check train_parts)")
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    warmup = int(round(config.warmup_ratio * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(warmup, 1)
+        progress = (step - warmup) / max(total_steps - warmup, 1)
+        if config.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        if config.schedule == "linear":
+            return max(0.0, 1 - progress)
+        return 1.0
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# ---- checkpoints -----------------------------------------------------------------------------------------------
+def save_checkpoint(policy, directory: Path, config: TrainConfig, optimizer, scheduler, step: int,
+                    extra: dict[str, Any] | None = None) -> Path:
+    """Published layout (loadable by the loader, exportable by `export`) + trainer_state.pt, atomically."""
+    from ..model.checkpoint import published_state_dict
+    from safetensors.torch import save_file
+    import shutil
+
+    model = policy.model
+    merged = model.llm
+    if config.lora:
+        merged = model.llm.merge_and_unload() if hasattr(model.llm, "merge_and_unload") else model.llm
+    with atomic_directory(directory) as staging:
+        original = model.llm
+        model.llm = merged
+        try:
+            dataclasses.replace(model.config, torch_dtype="bfloat16").save(staging)
+            save_file(published_state_dict(model), str(staging / "model.safetensors"), metadata={"format": "pt"})
+        finally:
+            model.llm = original
+        for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "chat_template.jinja"):
+            source = Path(config.model) / name
+            if source.is_file():
+                shutil.copy2(source, staging / name)
+        torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "rng": rng_state(), "config": dataclasses.asdict(config), "extra": extra or {},
+                    "trainable": {k: v.detach().cpu() for k, v in model.state_dict().items()
+                                  if k.split(".")[0] in config.train_parts}},
+                   staging / STATE_FILE)
+    return directory
+
+
+def find_resume(config: TrainConfig) -> Path | None:
+    if not config.resume_from:
+        return None
+    if config.resume_from != "latest":
+        path = Path(config.resume_from)
+        if not (path / STATE_FILE).is_file():
+            raise InputError(f"{path}: no {STATE_FILE}; pass a checkpoint written by a training run")
+        return path
+    candidates = sorted(Path(config.output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    return candidates[-1] if candidates else None
+
+
+def load_state(policy, path: Path, optimizer, scheduler) -> dict[str, Any]:
+    """Restore the trainable weights exactly (fp32 as trained, not the bf16 checkpoint), optimizer, schedule, RNG."""
+    state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+    missing = policy.model.load_state_dict(state["trainable"], strict=False)
+    del missing
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    return state
+
+
+# ---- logs --------------------------------------------------------------------------------------------------------
+class Logger:
+    """Console lines and, where installed, TensorBoard scalars under OUTPUT/tensorboard."""
+
+    def __init__(self, output_dir: str | Path, enabled: bool, tensorboard: bool = True):
+        self.enabled = enabled
+        self.writer = None
+        self.history: list[dict[str, Any]] = []
+        self.started = time.perf_counter()
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(Path(output_dir) / "tensorboard"))
+            except ImportError:
+                log.warning("tensorboard is not installed: logging to the console only (pip install tensorboard)")
+
+    def log(self, step: int, metrics: dict[str, float], prefix: str = "train") -> None:
+        if not self.enabled:
+            return
+        self.history.append({"step": step, **{f"{prefix}/{k}": v for k, v in metrics.items()}})
+        shown = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+        log.info("[%s %d] %s", prefix, step, shown)
+        if self.writer is not None:
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)):
+                    self.writer.add_scalar(f"{prefix}/{key}", value, step)
+
+    def close(self, output_dir: str | Path) -> None:
+        if not self.enabled:
+            return
+        if self.writer is not None:
+            self.writer.close()
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(output_dir) / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in self.history))

@@ -1,0 +1,97 @@
+"""Datasets in the published JSON format: a list of rows with ``video`` (relative to a data root) and
+``conversations`` (``from`` human / gpt, ``value``). The ground-truth label is the gpt turn's ``<answer>``, or a
+row's own ``label`` field. Validation reports every bad row at once, before any training starts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+from ..prompt import PLACEHOLDERS, parse_answer
+
+KNOWN_TAGS = set(PLACEHOLDERS)
+
+
+class DatasetError(InputError):
+    """One or more rows of a dataset cannot be used; the message lists them all."""
+
+
+@dataclass
+class Sample:
+    index: int
+    video: Path
+    prompt: str  # the human turn, with its <video> / <audio> tags
+    target: str  # the gpt turn (may be empty for GRPO data that holds only labels)
+    label: str
+
+    @property
+    def uses_audio(self) -> bool:
+        return "<audio>" in self.prompt
+
+
+def _row_problems(row, index: int, root: Path, labels: tuple[str, ...] | None) -> tuple[Sample | None, list[str]]:
+    problems: list[str] = []
+    if not isinstance(row, dict):
+        return None, [f"row {index}: not an object"]
+    video = row.get("video")
+    path = None
+    if not isinstance(video, str) or not video:
+        problems.append(f"row {index}: no 'video' path")
+    else:
+        path = (root / video) if not Path(video).is_absolute() else Path(video)
+        if not path.is_file():
+            problems.append(f"row {index}: video file {path} does not exist")
+    turns = row.get("conversations")
+    human = gpt = None
+    if not isinstance(turns, list) or not turns:
+        problems.append(f"row {index}: no 'conversations' list")
+    else:
+        human = next((t.get("value") for t in turns if isinstance(t, dict) and t.get("from") == "human"), None)
+        gpt = next((t.get("value") for t in turns if isinstance(t, dict) and t.get("from") == "gpt"), None)
+        if not isinstance(human, str):
+            problems.append(f"row {index}: no human turn")
+        else:
+            import re
+
+            for tag in re.findall(r"<(?:image|video|audio|[a-z]+_?[a-z]*)>", human):
+                if tag not in KNOWN_TAGS and tag not in ("<think>", "<answer>"):
+                    problems.append(f"row {index}: unknown placeholder {tag} in the human turn")
+            if "<video>" not in human and "<image>" not in human:
+                problems.append(f"row {index}: the human turn has no <video> placeholder")
+    label = row.get("label")
+    if label is None and isinstance(gpt, str):
+        label = parse_answer(gpt).answer
+    if not label:
+        problems.append(f"row {index}: no answer (neither a 'label' field nor <answer>..</answer> in the gpt turn)")
+    elif labels is not None and label not in labels:
+        problems.append(f"row {index}: label {label!r} is not in the label set {list(labels)}")
+    if problems:
+        return None, problems
+    return Sample(index, path, human, gpt or "", label), []
+
+
+def load_dataset(path: str | Path, data_root: str | Path | None = None,
+                 labels: tuple[str, ...] | None = None) -> list[Sample]:
+    """Read and validate a dataset; every problem of every row is reported in one DatasetError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such dataset file")
+    try:
+        rows = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(rows, list) or not rows:
+        raise DatasetError(f"{path}: expected a non-empty JSON list of rows")
+    root = Path(data_root) if data_root is not None else path.parent
+    samples, problems = [], []
+    for index, row in enumerate(rows):
+        sample, row_problems = _row_problems(row, index, root, labels)
+        problems += row_problems
+        if sample is not None:
+            samples.append(sample)
+    if problems:
+        shown = "\n  ".join(problems[:50]) + (f"\n  ... {len(problems) - 50} more" if len(problems) > 50 else "")
+        raise DatasetError(f"{path}: {len(problems)} problem(s) in {len(rows)} rows; fix them and run again:\n  {shown}")
+    return samples

@@ -1,0 +1,233 @@
+"""GRPO with verifiable rewards (accuracy + format), ahead of the anchors where it matters for this model:
+the towers run once per clip (feature cache), each prompt's multimodal prefix is prefilled once for its G samples
+and once for their log-probabilities (KV cache repeated G times), groups never span ranks, and every rollout's
+sampling seed derives from (seed, step, prompt), so runs repeat exactly and resume exactly."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..labels import label_set
+from .common import (Logger, TrainConfig, build_policy, find_resume, load_state, log, make_optimizer,
+                     save_checkpoint, seed_everything, setup_distributed, shard, wrap_distributed)
+from .data import load_dataset
+from .evaluate import evaluate
+from .features import FeatureCache
+from .grpo_math import advantages, aggregate, completion_mask, k3_kl, token_loss, truncated
+from .rewards import compute_rewards
+
+
+@dataclass
+class GRPOConfig(TrainConfig):
+    group_size: int = 8  # G completions per prompt
+    prompts_per_step: int = 16  # over all ranks
+    temperature: float = 1.0
+    top_k: int = 50
+    max_completion: int = 512
+    beta: float = 0.04  # KL to the frozen reference; 0 does not load the reference at all
+    updates_per_batch: int = 1
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+    advantage_scale: str = "group"
+    aggregation: str = "grpo"
+    rewards: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0, "format": 1.0})
+    dynamic_sampling: bool = False  # drop groups whose rewards are all equal (no signal)
+    mask_truncated: bool = False  # no loss on completions cut at max_completion
+    shared_prefix: bool = True
+    reward_labels: str = "truth"  # "random": the control whose accuracy must not improve
+    eval_max_tokens: int = 64
+    learning_rate: float = 1e-6
+    schedule: str = "linear"
+    epochs: float = 2.0
+
+    @classmethod
+    def preset(cls, name: str):
+        if name == "r1omni":  # the published recipe
+            return cls(group_size=8, prompts_per_step=16, temperature=1.0, top_k=50, max_completion=512, beta=0.04,
+                       learning_rate=1e-6, schedule="linear", warmup_ratio=0.0, epochs=2, updates_per_batch=1,
+                       eps_low=0.2, eps_high=0.2, advantage_scale="group", aggregation="grpo")
+        if name == "modern":  # DAPO / Dr. GRPO lessons: no KL, clip-higher, token-level loss, dynamic sampling
+            return cls(beta=0.0, eps_low=0.2, eps_high=0.28, aggregation="dapo", advantage_scale="group",
+                       dynamic_sampling=True, mask_truncated=True, updates_per_batch=2, learning_rate=1e-6,
+                       schedule="constant")
+        return super().preset(name)
+
+
+def rollout_generator(seed: int, step: int, prompt_index: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1_000_003 + prompt_index)
+
+
+def step_prompts(count: int, per_step: int, seed: int, step: int) -> list[int]:
+    """The prompt indices of a step: epochs of seeded shuffles laid end to end."""
+    steps_per_epoch = max(count // per_step, 1)
+    epoch = step // steps_per_epoch
+    order = list(range(count))
+    random.Random(seed * 1000003 + epoch).shuffle(order)
+    start = (step % steps_per_epoch) * per_step
+    return [order[(start + i) % count] for i in range(per_step)]
+
+
+def train_grpo(config: GRPOConfig, progress=None) -> dict:
+    dist = setup_distributed(config.device)
+    seed_everything(config.seed)
+    policy, _ = build_policy(config)
+    labels = label_set(config.labels)
+    samples = load_dataset(config.train_data, config.data_root, labels)
+    eval_samples = load_dataset(config.eval_data, config.data_root, labels) if config.eval_data else []
+    cache = FeatureCache(config.cache_dir or Path(config.output_dir) / "feature-cache", policy.model,
+                         config.resize_mode)
+    began = time.perf_counter()
+    cache.warm(samples + eval_samples)
+    encode_s = time.perf_counter() - began
+    prompts = [policy.prompt(s, cache.get(s.video)) for s in samples]
+    eval_prompts = [policy.prompt(s, cache.get(s.video)) for s in eval_samples]
+    total = config.max_steps or math.ceil(config.epochs * len(samples) / config.prompts_per_step)
+    reference = None
+    if config.beta and not config.lora:
+        reference = copy.deepcopy(policy.model).eval().requires_grad_(False)
+    module = wrap_distributed(policy, dist, config.device)
+    optimizer, scheduler = make_optimizer(policy, config, total * config.updates_per_batch)
+    logger = Logger(config.output_dir, dist.main, config.tensorboard)
+    start_step = 0
+    resume = find_resume(config)
+    if resume is not None:
+        start_step = load_state(policy, resume, optimizer, scheduler)["step"]
+        log.info("resumed from %s at step %d", resume, start_step)
+    curve: list[dict] = []
+    for step in range(start_step, total):
+        metrics = grpo_step(policy, module, reference, prompts, config, step, optimizer, scheduler, dist, labels)
+        curve.append(metrics)
+        if step % config.log_every == 0:
+            logger.log(step + 1, metrics)
+        if progress is not None:
+            progress(step + 1, total, metrics)
+        if config.eval_every and eval_prompts and (step + 1) % config.eval_every == 0 and dist.main:
+            logger.log(step + 1, evaluate(policy, eval_prompts, labels, config.eval_max_tokens,
+                                          blank=config.blank_inputs).metrics(), "eval")
+        if config.save_every and (step + 1) % config.save_every == 0 and dist.main:
+            save_checkpoint(policy, Path(config.output_dir) / f"checkpoint-{step + 1}", config, optimizer, scheduler,
+                            step + 1)
+    result = {"steps": total, "encode_seconds": encode_s, "curve": curve, "cache": cache.describe()}
+    if dist.main:
+        result["checkpoint"] = str(save_checkpoint(policy, Path(config.output_dir) / f"checkpoint-{total}", config,
+                                                   optimizer, scheduler, total))
+        if eval_prompts:
+            evaluation = evaluate(policy, eval_prompts, labels, config.eval_max_tokens, blank=config.blank_inputs)
+            logger.log(total, evaluation.metrics(), "eval")
+            result["eval"] = evaluation.metrics()
+            result["confusion"] = evaluation.table()
+    logger.close(config.output_dir)
+    result["config"] = dataclasses.asdict(config)
+    return result
+
+
+def _reward_labels(config: GRPOConfig, truths: list[str], labels: tuple[str, ...], step: int) -> list[str]:
+    if config.reward_labels == "truth":
+        return truths
+    rng = random.Random(config.seed * 7919 + step)
+    return [rng.choice(labels) for _ in truths]
+
+
+def grpo_step(policy, module, reference, prompts, config: GRPOConfig, step: int, optimizer, scheduler, dist,
+              labels: tuple[str, ...]) -> dict:
+    times: dict[str, float] = {}
+    clock = time.perf_counter()
+    chosen = shard(step_prompts(len(prompts), config.prompts_per_step, config.seed, step), dist)
+    groups, texts, truths = [], [], []
+    policy.eval()  # no dropout while sampling
+    for index in chosen:
+        completions = policy.rollout(prompts[index], config.group_size, config.max_completion, config.temperature,
+                                     config.top_k, rollout_generator(config.seed, step, index),
+                                     blank=config.blank_inputs)
+        groups.append((prompts[index], completions))
+        texts += policy.decode(completions)
+        truths += [prompts[index].sample.label] * config.group_size
+    times["rollout"] = time.perf_counter() - clock
+    rewards, per_function = compute_rewards(config.rewards, texts, _reward_labels(config, truths, labels, step))
+    reward_tensor = torch.tensor(rewards, dtype=torch.float32)
+    advantage, zero_share = advantages(reward_tensor, config.group_size, config.advantage_scale)
+    masks = [completion_mask(c, policy.stop_ids) for _, c in groups]
+    if config.mask_truncated:
+        masks = [m * (~truncated(c, policy.stop_ids)).float()[:, None] for m, (_, c) in zip(masks, groups)]
+    keep = list(range(len(groups)))
+    if config.dynamic_sampling:
+        grouped = reward_tensor.view(-1, config.group_size)
+        keep = [g for g in keep if float(grouped[g].std()) > 0]
+    clock = time.perf_counter()
+    with torch.no_grad():
+        old = None
+        if config.updates_per_batch > 1 and keep:
+            old = policy("logprobs", groups=[groups[g] for g in keep], temperature=config.temperature,
+                         shared_prefix=config.shared_prefix, blank=config.blank_inputs)
+        ref = None
+        if config.beta and keep:
+            ref = reference_logprobs(policy, reference, [groups[g] for g in keep], config)
+    times["reference"] = time.perf_counter() - clock
+    policy.train()
+    metrics: dict[str, float] = {}
+    total_tokens = float(sum(masks[g].sum() for g in keep)) or 1.0
+    for update in range(config.updates_per_batch):
+        if not keep:
+            break
+        clock = time.perf_counter()
+        logps = module("logprobs", groups=[groups[g] for g in keep], temperature=config.temperature,
+                       shared_prefix=config.shared_prefix, blank=config.blank_inputs)
+        width = max(l.shape[1] for l in logps)
+        pad = lambda rows: torch.cat([torch.nn.functional.pad(r, (0, width - r.shape[1])) for r in rows])  # noqa: E731
+        logp = pad(logps)
+        old_logp = pad(old) if old is not None else logp.detach()
+        ref_logp = pad(ref) if ref is not None else None
+        mask = pad([masks[g] for g in keep])
+        adv = torch.cat([advantage.view(-1, config.group_size)[g] for g in keep])
+        losses, clipped = token_loss(logp, old_logp, adv, config.eps_low, config.eps_high, config.beta, ref_logp)
+        loss = aggregate(losses, mask, config.aggregation, config.max_completion, total_tokens)
+        times["policy_forward"] = times.get("policy_forward", 0.0) + time.perf_counter() - clock
+        clock = time.perf_counter()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in policy.parameters() if p.requires_grad], config.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        times["policy_backward"] = times.get("policy_backward", 0.0) + time.perf_counter() - clock
+        if update == 0:
+            metrics["loss"] = float(loss.detach())
+            metrics["clip_fraction"] = float((clipped * mask).sum() / mask.sum().clamp(min=1))
+            if ref_logp is not None:
+                metrics["kl"] = float((k3_kl(logp.detach(), ref_logp) * mask).sum() / mask.sum().clamp(min=1))
+    lengths = torch.cat([m.sum(1) for m in masks])
+    metrics.update({
+        "reward": float(reward_tensor.mean()),
+        "reward_std": float(reward_tensor.std()) if len(rewards) > 1 else 0.0,
+        "zero_std_groups": zero_share,
+        "completion_length": float(lengths.mean()),
+        "lr": scheduler.get_last_lr()[0],
+        "groups_trained": float(len(keep)),
+    })
+    for name, values in per_function.items():
+        metrics[f"reward_{name}"] = sum(v or 0.0 for v in values) / len(values)
+    metrics.update({f"seconds_{k}": v for k, v in times.items()})
+    return metrics
+
+
+@torch.no_grad()
+def reference_logprobs(policy, reference, groups, config: GRPOConfig) -> list[torch.Tensor]:
+    """The frozen reference's log-probs: a copy of the starting model, or the base with LoRA adapters disabled."""
+    if reference is None:  # LoRA: the base model is the reference
+        with policy.model.llm.disable_adapter():
+            return policy("logprobs", groups=groups, temperature=config.temperature,
+                          shared_prefix=config.shared_prefix, blank=config.blank_inputs)
+    trained = policy.model
+    policy.model = reference
+    try:
+        return policy("logprobs", groups=groups, temperature=config.temperature, shared_prefix=config.shared_prefix,
+                      blank=config.blank_inputs)
+    finally:
+        policy.model = trained

@@ -1,0 +1,153 @@
+"""Training on the tiny model: the fast paths equal the naive one, runs repeat exactly, resume is exact, checkpoints
+load and export. The learning tests (SFT on permuted labels, then GRPO, with controls) are in test_learning.py."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+
+@pytest.fixture(scope="session")
+def task(tmp_path_factory):
+    from r1omni_edge.synthetic.checkpoint import TRAINABLE_STD, write_tiny_checkpoint
+    from r1omni_edge.synthetic.task import write_task
+
+    root = tmp_path_factory.mktemp("train")
+    models = write_tiny_checkpoint(root / "models", decoder_std=TRAINABLE_STD)
+    files = write_task(root / "task", train=8, held_out=4, permute_train_labels=False)
+    return {"root": root, "models": models, "files": files}
+
+
+def config(task, cls, **overrides):
+    base = dict(model=str(task["models"].checkpoint), models_dir=str(task["models"].root),
+                train_data=str(task["files"]["train"]), eval_data=str(task["files"]["eval"]),
+                data_root=str(task["root"] / "task"), labels="dfew", cache_dir=str(task["root"] / "cache"),
+                output_dir=str(task["root"] / "run"), tensorboard=False)
+    base.update(overrides)
+    return cls(**base)
+
+
+def test_encode_once_and_shared_prefix_match_the_naive_path(task):
+    """Log-probs and gradients of G completions: cached tower features + one prefill shared by the group, against
+    towers re-run for each completion and each completion's full sequence (what R1-Omni's trainer does)."""
+    from r1omni_edge.train.common import build_policy
+    from r1omni_edge.train.data import load_dataset
+    from r1omni_edge.train.features import FeatureCache
+    from r1omni_edge.train.sft import SFTConfig
+
+    policy, _ = build_policy(config(task, SFTConfig))
+    cache = FeatureCache(task["root"] / "cache-parity", policy.model, "pad")
+    sample = load_dataset(task["files"]["train"], task["root"] / "task")[0]
+    prompt = policy.prompt(sample, cache.get(sample.video))
+    completions = policy.rollout(prompt, 4, 12, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    weights = torch.randn(completions.shape)
+    trainable = [p for p in policy.parameters() if p.requires_grad]
+
+    fast = policy.completion_logprobs(prompt, completions, temperature=0.7, shared_prefix=True)
+    fast_grads = torch.autograd.grad((fast * weights).sum(), trainable)
+    naive_rows = []
+    for row in range(completions.shape[0]):
+        fresh = policy.prompt(sample, cache.encode(sample.video))  # the towers run again, per completion
+        naive_rows.append(policy.completion_logprobs(fresh, completions[row:row + 1], temperature=0.7,
+                                                     shared_prefix=False))
+    naive = torch.cat(naive_rows)
+    naive_grads = torch.autograd.grad((naive * weights).sum(), trainable)
+    torch.testing.assert_close(fast, naive, atol=1e-5, rtol=0)
+    for a, b in zip(fast_grads, naive_grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert cache.hits >= 0 and cache.misses == 1  # the clip was encoded once for the fast path
+
+
+def test_feature_cache_is_keyed_by_content_and_towers(task):
+    from r1omni_edge.train.common import build_policy
+    from r1omni_edge.train.features import FeatureCache
+    from r1omni_edge.train.sft import SFTConfig
+
+    policy, _ = build_policy(config(task, SFTConfig))
+    directory = task["root"] / "cache-keys"
+    first = FeatureCache(directory, policy.model, "pad")
+    clip = task["root"] / "task" / "clips" / "train_0000.mp4"
+    a = first.get(clip)
+    again = FeatureCache(directory, policy.model, "pad")
+    b = again.get(clip)
+    assert again.hits == 1 and again.misses == 0 and torch.equal(a.vision, b.vision)
+    with torch.no_grad():
+        policy.model.vision_tower.embeddings.patch_embedding.weight.mul_(1.5)
+    changed = FeatureCache(directory, policy.model, "pad")
+    assert changed.towers != first.towers
+    changed.get(clip)
+    assert changed.misses == 1  # other tower weights: encoded again, never a stale hit
+
+
+@pytest.fixture(scope="session")
+def formatted(task):
+    """A short SFT, so that sampled completions are often well formed: GRPO then has rewards that vary."""
+    from r1omni_edge.train.sft import SFTConfig, train_sft
+
+    result = train_sft(config(task, SFTConfig, output_dir=str(task["root"] / "warm"), max_steps=60, batch_size=8,
+                              micro_batch=8, learning_rate=1e-2, warmup_ratio=0.1, eval_data=None))
+    return result["checkpoint"]
+
+
+def test_same_seed_same_curve_and_resume_equals_uninterrupted(task, formatted):
+    from r1omni_edge.train.grpo import GRPOConfig, train_grpo
+
+    common = dict(model=formatted, group_size=4, prompts_per_step=2, max_completion=40, learning_rate=1e-3,
+                  beta=0.04, schedule="linear", eval_data=None)
+    first = train_grpo(config(task, GRPOConfig, output_dir=str(task["root"] / "a"), max_steps=4, save_every=2,
+                              **common))
+    second = train_grpo(config(task, GRPOConfig, output_dir=str(task["root"] / "b"), max_steps=4, **common))
+    strip = lambda curve: [{k: v for k, v in m.items() if not k.startswith("seconds")} for m in curve]  # noqa: E731
+    assert strip(first["curve"]) == strip(second["curve"])
+    assert any(m["reward_std"] > 0 for m in first["curve"])  # a curve with signal, so equality means something
+    resumed = train_grpo(config(task, GRPOConfig, output_dir=str(task["root"] / "a"), max_steps=4,
+                                resume_from=str(task["root"] / "a" / "checkpoint-2"), **common))
+    assert strip(resumed["curve"]) == strip(first["curve"])[2:]
+    full = torch.load(task["root"] / "a" / "checkpoint-4" / "trainer_state.pt", weights_only=False)["trainable"]
+    uninterrupted = torch.load(task["root"] / "b" / "checkpoint-4" / "trainer_state.pt", weights_only=False)
+    for name, value in uninterrupted["trainable"].items():
+        assert torch.equal(full[name], value), name
+
+
+def test_checkpoints_are_the_published_layout_and_export(task, tmp_path):
+    from r1omni_edge.export.exporter import ExportOptions, export_bundle
+    from r1omni_edge.model import TorchRecognizer
+    from r1omni_edge.runtime import Recognizer
+    from r1omni_edge.train.sft import SFTConfig, train_sft
+
+    result = train_sft(config(task, SFTConfig, output_dir=str(tmp_path / "sft"), max_steps=2, batch_size=4,
+                              micro_batch=2, learning_rate=1e-3))
+    checkpoint = result["checkpoint"]
+    names = load_file(f"{checkpoint}/model.safetensors").keys()
+    assert "model.mm_projector.s1_video.b1.conv1.conv.weight" in names and "lm_head.weight" not in names
+    assert json.loads(open(f"{checkpoint}/config.json").read())["model_type"] == "HumanOmni_qwen2"
+    reference = TorchRecognizer.from_checkpoint(checkpoint, models_dir=task["models"].root)
+    export_bundle(reference, tmp_path / "bundle", ExportOptions(labels="dfew"))
+    runtime = Recognizer.from_bundle(tmp_path / "bundle", backend="cpu")
+    clip = task["root"] / "task" / "clips" / "eval_0000.mp4"
+    assert runtime.recognize_file(clip, max_new_tokens=8, constrain=False).token_ids == \
+        reference.recognize_file(clip, max_new_tokens=8).token_ids
+    assert result["eval"]["war"] >= 0.0 and "confusion" in result
+
+
+def test_sft_masks_everything_but_the_assistant_tokens(task):
+    from r1omni_edge.train.common import build_policy
+    from r1omni_edge.train.data import load_dataset
+    from r1omni_edge.train.features import FeatureCache
+    from r1omni_edge.train.sft import SFTConfig
+
+    policy, _ = build_policy(config(task, SFTConfig))
+    cache = FeatureCache(task["root"] / "cache", policy.model, "pad")
+    sample = load_dataset(task["files"]["train"], task["root"] / "task")[0]
+    prompt = policy.prompt(sample, cache.get(sample.video))
+    target = policy.target_ids(sample)
+    loss = policy.sft_loss([prompt], [target])
+    with torch.no_grad():
+        embeds = torch.cat([policy.prompt_embeds(prompt)[0], policy.token_embeds(torch.tensor(target))])
+        logits = policy.model.llm(inputs_embeds=embeds[None]).logits[0].float()
+        start = embeds.shape[0] - len(target)
+        manual = torch.nn.functional.cross_entropy(logits[start - 1:-1], torch.tensor(target))
+    torch.testing.assert_close(loss.detach(), manual, atol=1e-5, rtol=1e-5)
+    assert target[-1] == policy.tokenizer.eos_id

@@ -1,0 +1,131 @@
+"""Training's pure parts: GRPO maths, rewards, dataset validation and configs, without a model."""
+
+import json
+
+import pytest
+import torch
+
+from r1omni_edge.errors import InputError
+from r1omni_edge.train.data import DatasetError, load_dataset
+from r1omni_edge.train.grpo_math import advantages, aggregate, completion_mask, k3_kl, token_loss, truncated
+from r1omni_edge.train.rewards import accuracy_exact, accuracy_synonyms, compute_rewards, format_reward
+
+
+def test_advantages_by_group_batch_and_none():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 2.0])
+    scaled, zero = advantages(rewards, 4, "group")
+    std = torch.tensor([1.0, 0.0, 0.0, 1.0]).std()  # unbiased, as specified
+    assert torch.allclose(scaled[:4], (torch.tensor([1.0, 0, 0, 1]) - 0.5) / (std + 1e-4))
+    assert torch.all(scaled[4:] == 0) and zero == 0.5  # the second group carries no signal
+    plain, _ = advantages(rewards, 4, "none")
+    assert plain[:4].tolist() == [0.5, -0.5, -0.5, 0.5]
+    batch, _ = advantages(rewards, 4, "batch")
+    assert torch.allclose(batch[:4], plain[:4] / (rewards.std() + 1e-4))
+    with pytest.raises(ValueError):
+        advantages(rewards, 4, "other")
+
+
+def test_k3_is_non_negative_and_zero_at_equality():
+    logp = torch.randn(50)
+    assert torch.all(k3_kl(logp, logp + torch.randn(50)) >= 0)
+    assert torch.allclose(k3_kl(logp, logp), torch.zeros(50))
+
+
+def test_token_loss_sign_and_clipping():
+    logp = torch.log(torch.tensor([[0.5, 0.5]]))
+    old = logp.clone()
+    loss, clipped = token_loss(logp, old, torch.tensor([2.0]))
+    assert torch.allclose(loss, torch.tensor([[-2.0, -2.0]]))  # ratio 1: loss = -A, rising A lowers the loss
+    assert clipped.sum() == 0
+    far = logp + 1.0  # ratio e > 1 + eps: the positive advantage is clipped at 1.2
+    loss, clipped = token_loss(far, old, torch.tensor([1.0]), eps_low=0.2, eps_high=0.28)
+    assert torch.allclose(loss, torch.full((1, 2), -1.28)) and clipped.sum() == 2
+    with pytest.raises(ValueError, match="beta"):
+        token_loss(logp, old, torch.tensor([1.0]), beta=0.1)
+    # gradient direction: a positive advantage raises the token's log-probability
+    param = torch.zeros(1, 2, requires_grad=True)
+    value, _ = token_loss(param, param.detach(), torch.tensor([1.0]))
+    value.sum().backward()
+    assert torch.all(param.grad < 0)
+
+
+def test_aggregations_by_hand():
+    loss = torch.tensor([[1.0, 1.0, 0.0], [4.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    assert aggregate(loss, mask, "grpo") == pytest.approx((1.0 + 4.0) / 2)
+    assert aggregate(loss, mask, "bnpo") == pytest.approx(6.0 / 3)
+    assert aggregate(loss, mask, "dapo", global_tokens=12.0) == pytest.approx(6.0 / 12)
+    assert aggregate(loss, mask, "dr_grpo", max_length=5) == pytest.approx(6.0 / (2 * 5))
+    with pytest.raises(ValueError):
+        aggregate(loss, mask, "mean")
+
+
+def test_completion_mask_includes_the_first_end_and_nothing_after():
+    ids = torch.tensor([[5, 6, 9, 7, 9], [5, 5, 5, 5, 5]])
+    assert completion_mask(ids, {9}).tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+    assert truncated(ids, {9}).tolist() == [False, True]
+
+
+def test_rewards_and_registry():
+    texts = ["<think>a</think>\n<answer>happy</answer>", "<answer>Happiness</answer>", "<think>x</think>"]
+    labels = ["happy", "happy", "sad"]
+    assert accuracy_exact(texts, labels) == [1.0, 0.0, 0.0]
+    assert accuracy_synonyms(texts, labels) == [1.0, 1.0, 0.0]
+    assert format_reward(texts, labels) == [1.0, 0.0, 0.0]
+    total, parts = compute_rewards({"accuracy": 1.0, "format": 0.5}, texts, labels)
+    assert total == [1.5, 0.0, 0.0] and set(parts) == {"accuracy", "format"}
+    with pytest.raises(ValueError, match="unknown reward"):
+        compute_rewards({"vibes": 1.0}, texts, labels)
+    with pytest.raises(ValueError, match="3 completions but 2 labels"):
+        compute_rewards({"format": 1.0}, texts, labels[:2])
+
+
+def test_wrong_length_reward_is_an_error(monkeypatch):
+    from r1omni_edge.train import rewards
+
+    monkeypatch.setitem(rewards.REWARDS, "short", lambda completions, labels: [1.0])
+    with pytest.raises(ValueError, match="returned 1 values for 2 completions"):
+        compute_rewards({"short": 1.0}, ["a", "b"], ["x", "y"])
+
+
+def test_dataset_validation_reports_every_bad_row(tmp_path):
+    (tmp_path / "ok.mp4").write_bytes(b"x")
+    rows = [
+        {"video": "ok.mp4", "conversations": [{"from": "human", "value": "<video>\n<audio>\nWhich?"},
+                                              {"from": "gpt", "value": "<think>.</think><answer>happy</answer>"}]},
+        {"video": "missing.mp4", "conversations": [{"from": "human", "value": "<video>\nWhich?"},
+                                                   {"from": "gpt", "value": "<think>.</think>"}]},
+        {"conversations": [{"from": "human", "value": "<video><depth>\nWhich?"}], "label": "joyous"},
+    ]
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(rows))
+    with pytest.raises(DatasetError) as info:
+        load_dataset(path, labels=("happy", "sad"))
+    message = str(info.value)
+    assert "5 problem(s) in 3 rows" in message and "label 'joyous' is not in the label set" in message
+    assert "row 1: video file" in message and "row 1: no answer" in message
+    assert "row 2: no 'video' path" in message and "row 2: unknown placeholder <depth>" in message
+    rows = rows[:1]
+    path.write_text(json.dumps(rows))
+    (sample,) = load_dataset(path, labels=("happy", "sad"))
+    assert sample.label == "happy" and sample.uses_audio and sample.video == tmp_path / "ok.mp4"
+
+
+def test_configs_map_files_and_presets(tmp_path):
+    from r1omni_edge.train.grpo import GRPOConfig
+    from r1omni_edge.train.sft import SFTConfig
+
+    path = tmp_path / "grpo.yaml"
+    path.write_text("preset: r1omni\nmodel: m\ntrain_data: d.json\nmax_completion: 64\n")
+    config = GRPOConfig.from_file(path)
+    assert config.beta == 0.04 and config.group_size == 8 and config.max_completion == 64
+    assert config.learning_rate == 1e-6 and config.schedule == "linear"
+    modern = GRPOConfig.from_dict({"preset": "modern", "model": "m", "train_data": "d"})
+    assert modern.beta == 0.0 and modern.eps_high == 0.28 and modern.dynamic_sampling
+    path.write_text(json.dumps({"model": "m", "train_data": "d", "learning_rat": 1}))
+    with pytest.raises(InputError, match="unknown field\\(s\\) learning_rat"):
+        SFTConfig.from_file(path.with_suffix(".json") if path.rename(path.with_suffix(".json")) else path)
+    with pytest.raises(InputError, match="unknown preset"):
+        SFTConfig.from_dict({"preset": "nope", "model": "m", "train_data": "d"})
+    emer = SFTConfig.from_dict({"preset": "emer-sft", "model": "m", "train_data": "d"})
+    assert emer.epochs == 5 and emer.warmup_ratio == 0.03 and emer.batch_size == 16
