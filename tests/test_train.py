@@ -151,3 +151,30 @@ def test_sft_masks_everything_but_the_assistant_tokens(task):
         manual = torch.nn.functional.cross_entropy(logits[start - 1:-1], torch.tensor(target))
     torch.testing.assert_close(loss.detach(), manual, atol=1e-5, rtol=1e-5)
     assert target[-1] == policy.tokenizer.eos_id
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run_trains_and_saves_a_loadable_checkpoint(task, formatted, tmp_path):
+    """torchrun with 2 CPU processes (gloo): each rank takes whole groups, DDP averages the gradients."""
+    import os
+    import subprocess
+    import sys
+
+    from r1omni_edge.model import load_model
+
+    cfg = {"model": formatted, "models_dir": str(task["models"].root), "train_data": str(task["files"]["train"]),
+           "data_root": str(task["root"] / "task"), "labels": "dfew", "cache_dir": str(task["root"] / "cache"),
+           "output_dir": str(tmp_path / "ddp"), "max_steps": 2, "group_size": 4, "prompts_per_step": 4,
+           "max_completion": 32, "learning_rate": 1e-3, "beta": 0.0, "tensorboard": False}
+    config_file = tmp_path / "grpo.json"
+    config_file.write_text(json.dumps(cfg))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", "29571", "-m", "r1omni_edge.cli", "train", "grpo", "--config",
+                          str(config_file)], capture_output=True, text=True, timeout=600, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    checkpoint = tmp_path / "ddp" / "checkpoint-2"
+    assert f"checkpoint: {checkpoint}" in run.stdout
+    model, _ = load_model(checkpoint, models_dir=task["models"].root)
+    state = torch.load(checkpoint / "trainer_state.pt", weights_only=False)
+    assert state["step"] == 2 and model.config.hidden_size == 64
