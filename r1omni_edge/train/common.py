@@ -303,3 +303,84 @@ class Logger:
             self.writer.close()
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         (Path(output_dir) / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in self.history))
+
+
+# ---- one run's set-up and finish, shared by the trainers ----------------------------------------------------------
+@dataclass
+class Run:
+    config: TrainConfig
+    dist: Dist
+    policy: Any
+    module: torch.nn.Module  # the policy, wrapped for DDP when distributed
+    labels: tuple[str, ...]
+    samples: list
+    prompts: list
+    eval_prompts: list
+    cache: Any
+    encode_seconds: float
+    logger: Logger
+    optimizer: Any = None
+    scheduler: Any = None
+    start_step: int = 0
+
+    def start(self, total_steps: int) -> None:
+        """Optimizer and schedule for ``total_steps`` optimizer steps, then resume if asked."""
+        self.optimizer, self.scheduler = make_optimizer(self.policy, self.config, total_steps)
+        resume = find_resume(self.config)
+        if resume is not None:
+            self.start_step = load_state(self.policy, resume, self.optimizer, self.scheduler)["step"]
+            log.info("resumed from %s at step %d", resume, self.start_step)
+
+    def periodic(self, step: int, eval_max_tokens: int) -> None:
+        """Evaluation and checkpoints every eval_every / save_every steps (rank 0)."""
+        config = self.config
+        if config.eval_every and self.eval_prompts and step % config.eval_every == 0 and self.dist.main:
+            self.logger.log(step, self.evaluate(eval_max_tokens).metrics(), "eval")
+        if config.save_every and step % config.save_every == 0 and self.dist.main:
+            self.save(step)
+
+    def evaluate(self, max_tokens: int):
+        from .evaluate import evaluate
+
+        return evaluate(self.policy, self.eval_prompts, self.labels, max_tokens, blank=self.config.blank_inputs)
+
+    def save(self, step: int) -> Path:
+        return save_checkpoint(self.policy, Path(self.config.output_dir) / f"checkpoint-{step}", self.config,
+                               self.optimizer, self.scheduler, step)
+
+    def finish(self, total: int, eval_max_tokens: int, result: dict[str, Any]) -> dict[str, Any]:
+        result.update({"steps": total, "encode_seconds": self.encode_seconds, "cache": self.cache.describe()})
+        if self.dist.main:
+            result["checkpoint"] = str(self.save(total))
+            if self.eval_prompts:
+                evaluation = self.evaluate(eval_max_tokens)
+                self.logger.log(total, evaluation.metrics(), "eval")
+                result["eval"] = evaluation.metrics()
+                result["confusion"] = evaluation.table()
+        self.logger.close(self.config.output_dir)
+        result["config"] = dataclasses.asdict(self.config)
+        return result
+
+
+def prepare_run(config: TrainConfig) -> Run:
+    """Distributed set-up, seeds, the policy, the validated datasets and their features (encoded once)."""
+    from ..labels import label_set
+    from .data import load_dataset
+    from .features import FeatureCache
+
+    dist_info = setup_distributed(config.device)
+    seed_everything(config.seed)
+    policy, _ = build_policy(config)
+    labels = label_set(config.labels)
+    samples = load_dataset(config.train_data, config.data_root, labels)
+    eval_samples = load_dataset(config.eval_data, config.data_root, labels) if config.eval_data else []
+    cache = FeatureCache(config.cache_dir or Path(config.output_dir) / "feature-cache", policy.model,
+                         config.resize_mode)
+    started = time.perf_counter()
+    cache.warm(samples + eval_samples)
+    encode_seconds = time.perf_counter() - started
+    prompts = [policy.prompt(s, cache.get(s.video)) for s in samples]
+    eval_prompts = [policy.prompt(s, cache.get(s.video)) for s in eval_samples]
+    return Run(config, dist_info, policy, wrap_distributed(policy, dist_info, config.device), labels, samples,
+               prompts, eval_prompts, cache, encode_seconds, Logger(config.output_dir, dist_info.main,
+                                                                    config.tensorboard))

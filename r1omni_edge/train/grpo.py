@@ -6,21 +6,14 @@ sampling seed derives from (seed, step, prompt), so runs repeat exactly and resu
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import random
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
-from ..labels import label_set
-from .common import (Logger, TrainConfig, build_policy, find_resume, load_state, log, make_optimizer,
-                     save_checkpoint, seed_everything, setup_distributed, shard, wrap_distributed)
-from .data import load_dataset
-from .evaluate import evaluate
-from .features import FeatureCache
+from .common import TrainConfig, prepare_run, shard
 from .grpo_math import advantages, aggregate, completion_mask, k3_kl, token_loss, truncated
 from .rewards import compute_rewards
 
@@ -76,57 +69,24 @@ def step_prompts(count: int, per_step: int, seed: int, step: int) -> list[int]:
 
 
 def train_grpo(config: GRPOConfig, progress=None) -> dict:
-    dist = setup_distributed(config.device)
-    seed_everything(config.seed)
-    policy, _ = build_policy(config)
-    labels = label_set(config.labels)
-    samples = load_dataset(config.train_data, config.data_root, labels)
-    eval_samples = load_dataset(config.eval_data, config.data_root, labels) if config.eval_data else []
-    cache = FeatureCache(config.cache_dir or Path(config.output_dir) / "feature-cache", policy.model,
-                         config.resize_mode)
-    began = time.perf_counter()
-    cache.warm(samples + eval_samples)
-    encode_s = time.perf_counter() - began
-    prompts = [policy.prompt(s, cache.get(s.video)) for s in samples]
-    eval_prompts = [policy.prompt(s, cache.get(s.video)) for s in eval_samples]
-    total = config.max_steps or math.ceil(config.epochs * len(samples) / config.prompts_per_step)
+    run = prepare_run(config)
+    policy, prompts = run.policy, run.prompts
+    total = config.max_steps or math.ceil(config.epochs * len(prompts) / config.prompts_per_step)
     reference = None
     if config.beta and not config.lora:
         reference = copy.deepcopy(policy.model).eval().requires_grad_(False)
-    module = wrap_distributed(policy, dist, config.device)
-    optimizer, scheduler = make_optimizer(policy, config, total * config.updates_per_batch)
-    logger = Logger(config.output_dir, dist.main, config.tensorboard)
-    start_step = 0
-    resume = find_resume(config)
-    if resume is not None:
-        start_step = load_state(policy, resume, optimizer, scheduler)["step"]
-        log.info("resumed from %s at step %d", resume, start_step)
+    run.start(total * config.updates_per_batch)
     curve: list[dict] = []
-    for step in range(start_step, total):
-        metrics = grpo_step(policy, module, reference, prompts, config, step, optimizer, scheduler, dist, labels)
+    for step in range(run.start_step, total):
+        metrics = grpo_step(policy, run.module, reference, prompts, config, step, run.optimizer, run.scheduler,
+                            run.dist, run.labels)
         curve.append(metrics)
         if step % config.log_every == 0:
-            logger.log(step + 1, metrics)
+            run.logger.log(step + 1, metrics)
         if progress is not None:
             progress(step + 1, total, metrics)
-        if config.eval_every and eval_prompts and (step + 1) % config.eval_every == 0 and dist.main:
-            logger.log(step + 1, evaluate(policy, eval_prompts, labels, config.eval_max_tokens,
-                                          blank=config.blank_inputs).metrics(), "eval")
-        if config.save_every and (step + 1) % config.save_every == 0 and dist.main:
-            save_checkpoint(policy, Path(config.output_dir) / f"checkpoint-{step + 1}", config, optimizer, scheduler,
-                            step + 1)
-    result = {"steps": total, "encode_seconds": encode_s, "curve": curve, "cache": cache.describe()}
-    if dist.main:
-        result["checkpoint"] = str(save_checkpoint(policy, Path(config.output_dir) / f"checkpoint-{total}", config,
-                                                   optimizer, scheduler, total))
-        if eval_prompts:
-            evaluation = evaluate(policy, eval_prompts, labels, config.eval_max_tokens, blank=config.blank_inputs)
-            logger.log(total, evaluation.metrics(), "eval")
-            result["eval"] = evaluation.metrics()
-            result["confusion"] = evaluation.table()
-    logger.close(config.output_dir)
-    result["config"] = dataclasses.asdict(config)
-    return result
+        run.periodic(step + 1, config.eval_max_tokens)
+    return run.finish(total, config.eval_max_tokens, {"curve": curve})
 
 
 def _reward_labels(config: GRPOConfig, truths: list[str], labels: tuple[str, ...], step: int) -> list[str]:
