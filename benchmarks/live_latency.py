@@ -44,7 +44,7 @@ def summary(results: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, help="bundle to run (default: --tiny)")
-    parser.add_argument("--tiny", action="store_true", help="build the tiny demo model and export it first")
+    parser.add_argument("--tiny", action="store_true", help="export the demo's toy model first (the default)")
     parser.add_argument("--seconds", type=float, default=12.0, help="length of the generated clip")
     parser.add_argument("--window", type=float, default=4.0)
     parser.add_argument("--stride", type=float, default=2.0)
@@ -64,7 +64,7 @@ def main() -> None:
         if bundle is None:
             from r1omni_edge.demo import prepare
 
-            bundle, _ = prepare(tmp / "demo")
+            bundle, _, _ = prepare(tmp / "demo")
         print_header(f"live pipeline latency, bundle {bundle}", info)
         clip = write_clip(tmp / "clip.mp4", seconds=args.seconds, fps=25, size=(640, 360), audio=True)
         recognizer = Recognizer.from_bundle(bundle, backend="cpu", threads=args.threads)

@@ -1,6 +1,8 @@
-"""``r1omni-edge demo``: the whole path on a fresh machine with no downloads and no camera. A small model of the
-R1-Omni architecture is built (or reused), exported to a bundle, and a generated clip goes through the live pipeline
-as if it were a camera and a microphone. The demo model is not the real checkpoint, and the demo says so."""
+"""``r1omni-edge demo``: the whole path on a fresh machine with no downloads and no camera. The toy R1-Omni that
+ships with the package (the R1-Omni architecture at a tiny size, trained here with SFT then GRPO on a synthetic
+audio-visual task: tools/train_toy.py) is exported to a bundle, and a generated clip that shows each of the task's
+four classes in turn goes through the live pipeline as if it were a camera and a microphone. The demo counts how many
+windows got their scene's label. The toy model is not the real checkpoint, and the demo says so."""
 
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ from pathlib import Path
 
 from .bundle import MANIFEST
 
+TOY_DIR = Path(__file__).parent / "synthetic" / "toy_model"
 NOT_REAL = (
-    "NOTE: this demo model is a tiny R1-Omni of the same architecture with random weights, not the published "
-    "checkpoint: its labels and reasoning are noise. With the real R1-Omni-0.5B and its towers in models/:\n"
+    "NOTE: the demo model is a toy R1-Omni of the same architecture (tiny, trained on a synthetic task of 4 colours "
+    "and tones), not the published checkpoint: it knows nothing of faces or voices. With the real R1-Omni-0.5B and "
+    "its towers in models/:\n"
     "  r1omni-edge export --model models/R1-Omni-0.5B --models-dir models --out bundles/r1omni-int8 --precision int8\n"
     "  r1omni-edge live --bundle bundles/r1omni-int8 --camera 0 --show"
 )
@@ -23,27 +27,41 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def prepare(directory: Path, precision: str = "fp32") -> tuple[Path, Path]:
+def prepare(directory: Path, precision: str = "fp32") -> tuple[Path, Path, list]:
     """The demo bundle and clip, built on first use and reused afterwards."""
     from .synthetic.checkpoint import CHECKPOINT_NAME, write_tiny_checkpoint
-    from .synthetic.clips import write_clip
+    from .synthetic.task import write_scene_clip
 
-    checkpoint = directory / CHECKPOINT_NAME
-    if not (checkpoint / "config.json").is_file():
-        _say(f"building a tiny model in {directory}")
-        write_tiny_checkpoint(directory)
+    if (TOY_DIR / "R1-Omni-toy" / "config.json").is_file():
+        checkpoint, models_dir = TOY_DIR / "R1-Omni-toy", TOY_DIR
+    else:  # no trained toy in this install: an untrained tiny model, whose answers are noise
+        _say("the trained toy model is not installed (tools/train_toy.py --install): using random weights")
+        checkpoint, models_dir = directory / CHECKPOINT_NAME, directory
+        if not (checkpoint / "config.json").is_file():
+            write_tiny_checkpoint(directory)
     bundle = directory / f"bundle-{precision}"
     if not (bundle / MANIFEST).is_file():
         from .export.exporter import ExportOptions, export_bundle
         from .model import TorchRecognizer
 
-        _say(f"exporting it to {bundle} ({precision})")
-        reference = TorchRecognizer.from_checkpoint(checkpoint, models_dir=directory)
-        export_bundle(reference, bundle, ExportOptions(precision=precision), progress=_say)
-    clip = directory / "demo_clip.mp4"
-    if not clip.is_file():
-        write_clip(clip, seconds=8.0, fps=15, size=(320, 240), audio=True, tone_hz=330.0)
-    return bundle, clip
+        _say(f"exporting {checkpoint.name} to {bundle} ({precision})")
+        reference = TorchRecognizer.from_checkpoint(checkpoint, models_dir=models_dir, resize_mode="pad")
+        export_bundle(reference, bundle, ExportOptions(precision=precision, labels="dfew", resize_mode="pad"),
+                      progress=_say)
+    clip, timeline = write_scene_clip(directory / "demo_scenes.mp4")
+    return bundle, clip, timeline
+
+
+def scored(results: list[dict], timeline: list[tuple[str, float, float]], origin: float = 0.0) -> tuple[int, int]:
+    """Windows that lie inside one scene (clip time = window time - origin), and how many got that scene's label."""
+    right = inside = 0
+    for event in results:
+        start, end = (t - origin for t in event["window"])
+        for label, begin, finish in timeline:
+            if begin - 1e-6 <= start and end <= finish + 1e-6:
+                inside += 1
+                right += event["label"] == label
+    return right, inside
 
 
 def run_demo(directory: str | Path = "out/demo", precision: str = "fp32", realtime: bool = True) -> int:
@@ -54,20 +72,24 @@ def run_demo(directory: str | Path = "out/demo", precision: str = "fp32", realti
     directory = Path(directory)
     _say(NOT_REAL.splitlines()[0])
     started = time.perf_counter()
-    bundle, clip = prepare(directory, precision)
+    bundle, clip, timeline = prepare(directory, precision)
     recognizer = Recognizer.from_bundle(bundle, backend="auto")
     _say(f"bundle ready in {time.perf_counter() - started:.1f} s; backend {recognizer.backend_name}; "
          f"streaming {clip.name} as a camera and a microphone (window 2 s, stride 1 s)")
-    latencies: list[float] = []
+    results: list[dict] = []
 
     def collect(event: dict) -> None:
         if event["type"] == "result":
-            latencies.append(event["latency_ms"]["total"])
+            results.append(event)
 
     config = LiveConfig(window=2.0, stride=1.0, mode="full", max_new_tokens=48, max_think_tokens=32)
     session = run_stream(recognizer, clip, config, realtime=realtime, on_event=collect)
-    if latencies:
+    if results:
+        latencies = [r["latency_ms"]["total"] for r in results]
+        right, inside = scored(results, timeline, session.media_origin)
         _say(f"{session.results} windows recognised, {session.dropped} dropped; per-window latency median "
              f"{statistics.median(latencies):.0f} ms, max {max(latencies):.0f} ms")
+        _say(f"scenes: {', '.join(label for label, _, _ in timeline)} ({timeline[0][2]:.0f} s each); "
+             f"{right} of {inside} windows inside one scene got its label")
     _say(NOT_REAL)
     return 0 if session.results else 1

@@ -271,5 +271,8 @@ def test_demo_runs_and_says_it_is_not_the_real_model(tmp_path, capsys):
     code = main(["demo", "--dir", str(tmp_path / "demo"), "--fast"])
     err = capsys.readouterr().err
     assert code == 0
-    assert "not the published checkpoint" in err and "windows recognised" in err
-    assert "r1omni-edge live --bundle" in err
+    assert "not the published checkpoint" in err and "r1omni-edge live --bundle" in err
+    import re
+
+    right, inside = map(int, re.search(r"(\d+) of (\d+) windows inside one scene got its label", err).groups())
+    assert inside >= 6 and right >= 0.75 * inside  # the shipped toy model recognises the scenes it was trained on

@@ -75,6 +75,7 @@ def run_stream(recognizer, clip: str | Path, config: LiveConfig | None = None, r
     source.start()
     try:
         source.connected.wait(10.0) or source.finished.wait(10.0)
+        session.media_origin = source.start_stamp  # the clip's time 0 on the session clock (0 when --fast)
         if audio is not None and not source.has_audio:
             session.audio_available = False
             session.notice(f"{clip} has no audio track: recognising from video only")

@@ -110,6 +110,7 @@ class LiveSession:
         self.results = 0
         self.audio_available = audio is not None
         self.realtime = True  # window times are on the session clock (False: media time, see run_offline)
+        self.media_origin = 0.0  # for a clip: its time 0 on the session clock
         self._busy = threading.Lock()
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None

@@ -36,10 +36,19 @@ def make_tone(seconds: float = 2.0, sample_rate: int = 44100, hz: float = 440.0,
 
 def write_clip(path: str | Path, seconds: float = 2.0, fps: int = 10, size: tuple[int, int] = (160, 120),
                audio: bool = True, tone_hz: float = 440.0, sample_rate: int = 44100, seed: int = 0,
-               color: tuple[int, int, int] = (220, 180, 40), background: tuple[int, int, int] | None = None) -> Path:
-    """Write an MP4 (H.264, and AAC stereo when ``audio``) that any ffmpeg-based reader opens."""
+               color: tuple[int, int, int] = (220, 180, 40), background: tuple[int, int, int] | None = None,
+               segments: list[dict] | None = None) -> Path:
+    """Write an MP4 (H.264, and AAC stereo when ``audio``) that any ffmpeg-based reader opens.
+
+    ``segments`` (dicts with seconds, color, background, tone_hz) play one after another instead of one scene."""
     import av
 
+    scenes = segments or [dict(seconds=seconds, color=color, background=background, tone_hz=tone_hz)]
+    frames: list[np.ndarray] = []
+    tones: list[np.ndarray] = []
+    for index, scene in enumerate(scenes):
+        frames += make_frames(scene["seconds"], fps, size, seed + index, scene["color"], scene.get("background"))
+        tones.append(make_tone(scene["seconds"], sample_rate, scene["tone_hz"]))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as container:
@@ -51,13 +60,13 @@ def write_clip(path: str | Path, seconds: float = 2.0, fps: int = 10, size: tupl
         if audio:
             audio_stream = container.add_stream("aac", rate=sample_rate)
             audio_stream.layout = "stereo"
-        for frame in make_frames(seconds, fps, size, seed, color, background):
+        for frame in frames:
             for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
         for packet in video.encode(None):
             container.mux(packet)
         if audio_stream is not None:
-            tone = make_tone(seconds, sample_rate, tone_hz)
+            tone = np.concatenate(tones, axis=1)
             chunk = 1024
             for start in range(0, tone.shape[1], chunk):
                 frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + chunk]), format="fltp",

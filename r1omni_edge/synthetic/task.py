@@ -56,3 +56,15 @@ def write_task(root: str | Path, train: int = 48, held_out: int = 24, classes=CL
         files[split] = root / f"{split}.json"
         files[split].write_text(json.dumps(rows, indent=1))
     return files
+
+
+def write_scene_clip(path: str | Path, classes=CLASSES, seconds_each: float = 3.0) -> tuple[Path, list[tuple[str, float, float]]]:
+    """One clip that shows each class in turn (its colours and tone): for the demo. Returns (path, [(label, start,
+    end)])."""
+    scenes, timeline, start = [], [], 0.0
+    for label in classes:
+        scenes.append(dict(seconds=seconds_each, color=COLOURS[label], background=tuple(c // 2 for c in COLOURS[label]),
+                           tone_hz=TONES[label]))
+        timeline.append((label, start, start + seconds_each))
+        start += seconds_each
+    return write_clip(path, fps=10, size=(64, 64), audio=True, segments=scenes), timeline
