@@ -176,3 +176,19 @@ def test_written_out_decoder_equals_transformers_in_batches(lively_llm):
         rest, _ = qwen2_forward(lively_llm, embeds[:, 5:], torch.arange(5, 9)[None], cache)
         logits = lively_llm.lm_head(torch.cat([hidden, rest], dim=1))
     torch.testing.assert_close(logits, reference, atol=2e-5, rtol=1e-4)
+
+
+def test_static_cache_decode_equals_the_dynamic_path(lively_llm):
+    """The GPU decode path (static KV cache, in-place writes, masked full-buffer attention) run eagerly here; on CUDA
+    the same step is replayed as a CUDA graph."""
+    from r1omni_edge.model.generate import greedy_generate
+    from r1omni_edge.model.static_decode import static_greedy_generate
+
+    torch.manual_seed(3)
+    embeds = torch.randn(1, 30, lively_llm.config.hidden_size)
+    dynamic = greedy_generate(lively_llm, embeds, set(), 16)
+    static = static_greedy_generate(lively_llm, embeds, set(), 16, use_graph=False)
+    assert static.token_ids == dynamic.token_ids and len(set(static.token_ids)) > 3
+    stop = static.token_ids[5]
+    assert static_greedy_generate(lively_llm, embeds, {stop}, 16, use_graph=False).token_ids == \
+        dynamic.token_ids[: dynamic.token_ids.index(stop) + 1]

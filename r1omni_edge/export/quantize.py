@@ -16,6 +16,9 @@ log = logging.getLogger(__name__)
 FP16_KEEP_FP32 = ["ReduceMean", "Pow", "Sqrt", "Reciprocal",
                   "Softmax", "Exp", "Erf"]
 INT4_BLOCK_SIZE = 32
+# accuracy_level 4: MatMulNBits computes with int8 activations (onnxruntime-genai's CPU setting). The default (0)
+# dequantizes to fp32 and was measured 2.8x slower on the Whisper encoder here (7.9 s against 2.8 s for int8).
+INT4_ACCURACY_LEVEL = 4
 
 
 def to_fp16(path: Path) -> list[str]:
@@ -55,7 +58,8 @@ def to_int4(path: Path, block_size: int = INT4_BLOCK_SIZE) -> list[str]:
 
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)  # one line a node
     model = onnx.load(str(path))
-    quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=block_size, is_symmetric=True)
+    quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=block_size, is_symmetric=True,
+                                     accuracy_level=INT4_ACCURACY_LEVEL)
     quantizer.process()
     return save_model(quantizer.model.model, path)
 

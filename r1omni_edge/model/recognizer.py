@@ -14,6 +14,7 @@ from ..prompt import INSTRUCTION, PromptTokenizer, parse_answer
 from ..result import Result
 from .checkpoint import LoadReport, load_model
 from .generate import greedy_generate
+from .static_decode import static_greedy_generate
 from .omni import OmniModel
 from .towers import load_bert_tokenizer
 
@@ -85,7 +86,10 @@ class TorchRecognizer:
         ids = self.tokenizer.encode_prompt(instruction, video=True, audio=use_audio)
         embeds = self.model.embed(ids, video_embeds, audio_embeds)
         lap("embed")
-        generation = greedy_generate(self.model.llm, embeds, self.stop_ids, max_new_tokens)
+        if self.model.device.type == "cuda":  # launch-bound on GPUs: static KV cache + one CUDA graph per token
+            generation = static_greedy_generate(self.model.llm, embeds, self.stop_ids, max_new_tokens)
+        else:
+            generation = greedy_generate(self.model.llm, embeds, self.stop_ids, max_new_tokens)
         timings["prefill"] = round(generation.prefill_ms, 3)
         timings["decode"] = round(generation.decode_ms, 3)
         steps = max(len(generation.token_ids) - 1, 1)
