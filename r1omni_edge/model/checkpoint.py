@@ -293,8 +293,10 @@ def published_state_dict(model: OmniModel, include_towers: bool = False,
 
 
 def save_model(model: OmniModel, directory: str | Path, tokenizer_dir: str | Path | None = None,
-               include_towers: bool = False, dtype: str | torch.dtype = "bf16") -> Path:
-    """Write config.json, model.safetensors and the tokenizer files atomically (a temp dir, then a rename)."""
+               include_towers: bool = False, dtype: str | torch.dtype = "bf16", extra=None) -> Path:
+    """Write config.json, model.safetensors and the tokenizer files atomically (a temp dir, then a rename).
+
+    ``extra(staging_dir)`` may add files (a trainer's state) that land in the same atomic swap."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -308,4 +310,6 @@ def save_model(model: OmniModel, directory: str | Path, tokenizer_dir: str | Pat
                 source = Path(tokenizer_dir) / name
                 if source.is_file():
                     shutil.copy2(source, staging / name)
+        if extra is not None:
+            extra(staging)
     return directory

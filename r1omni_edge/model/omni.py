@@ -77,11 +77,17 @@ class OmniModel(nn.Module):
         return self.llm.lm_head.weight.dtype
 
     # ---- media encoders ---------------------------------------------------------------------------------------
-    def gate_weights(self, bert_ids: list[int]) -> torch.Tensor:
-        """Softmax weights (video, body, face) from BERT's [CLS] vector of the instruction."""
+    def instruction_cls(self, bert_ids: list[int]) -> torch.Tensor:
+        """BERT's [CLS] vector of the instruction (hidden,)."""
         ids = torch.tensor([bert_ids], device=self.device)
-        cls = self.bert_model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state[:, 0]
-        return torch.softmax(self.bert_gate(cls).float(), dim=-1)[0]
+        return self.bert_model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state[0, 0]
+
+    def gate_from_cls(self, cls: torch.Tensor) -> torch.Tensor:
+        """Softmax weights (video, body, face) of the three projector branches."""
+        return torch.softmax(self.bert_gate(cls.to(self.dtype)).float(), dim=-1)
+
+    def gate_weights(self, bert_ids: list[int]) -> torch.Tensor:
+        return self.gate_from_cls(self.instruction_cls(bert_ids))
 
     def vision_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """SigLIP patch features of the selected layer (-2: the output of layer 11 of 12), no post-layernorm.

@@ -4,6 +4,7 @@ distributed set-up (torchrun / accelerate launch: DDP), and logging to the conso
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -19,7 +20,6 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..files import atomic_directory
 
 log = logging.getLogger("r1omni_edge.train")
 STATE_FILE = "trainer_state.pt"
@@ -216,33 +216,24 @@ def make_optimizer(module: torch.nn.Module, config: TrainConfig, total_steps: in
 # ---- checkpoints -----------------------------------------------------------------------------------------------
 def save_checkpoint(policy, directory: Path, config: TrainConfig, optimizer, scheduler, step: int,
                     extra: dict[str, Any] | None = None) -> Path:
-    """Published layout (loadable by the loader, exportable by `export`) + trainer_state.pt, atomically."""
-    from ..model.checkpoint import published_state_dict
-    from safetensors.torch import save_file
-    import shutil
+    """Published layout (loadable by the loader, exportable by `export`) + trainer_state.pt, in one atomic write."""
+    from ..model.checkpoint import save_model
 
     model = policy.model
-    merged = model.llm
-    if config.lora:
-        merged = model.llm.merge_and_unload() if hasattr(model.llm, "merge_and_unload") else model.llm
-    with atomic_directory(directory) as staging:
-        original = model.llm
-        model.llm = merged
-        try:
-            dataclasses.replace(model.config, torch_dtype="bfloat16").save(staging)
-            save_file(published_state_dict(model), str(staging / "model.safetensors"), metadata={"format": "pt"})
-        finally:
-            model.llm = original
-        for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "chat_template.jinja"):
-            source = Path(config.model) / name
-            if source.is_file():
-                shutil.copy2(source, staging / name)
+    trainable = {k: v.detach().cpu() for k, v in model.state_dict().items() if k.split(".")[0] in config.train_parts}
+
+    def trainer_state(staging: Path) -> None:
         torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "rng": rng_state(), "config": dataclasses.asdict(config), "extra": extra or {},
-                    "trainable": {k: v.detach().cpu() for k, v in model.state_dict().items()
-                                  if k.split(".")[0] in config.train_parts}},
-                   staging / STATE_FILE)
-    return directory
+                    "trainable": trainable}, staging / STATE_FILE)
+
+    original = model.llm
+    if config.lora and hasattr(model.llm, "merge_and_unload"):  # the published layout has no adapters
+        model.llm = copy.deepcopy(model.llm).merge_and_unload()
+    try:
+        return save_model(model, directory, tokenizer_dir=config.model, extra=trainer_state)
+    finally:
+        model.llm = original
 
 
 def find_resume(config: TrainConfig) -> Path | None:

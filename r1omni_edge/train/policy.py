@@ -55,9 +55,7 @@ class Policy(nn.Module):
     def bert_cls(self, text: str) -> torch.Tensor:
         """The frozen BERT's [CLS] vector of an instruction (once per distinct text)."""
         if text not in self._cls:
-            ids = torch.tensor([self.bert_tokenizer.encode(text).ids], device=self.device)
-            self._cls[text] = self.model.bert_model(input_ids=ids, attention_mask=torch.ones_like(ids)
-                                                    ).last_hidden_state[0, 0].detach()
+            self._cls[text] = self.model.instruction_cls(self.bert_tokenizer.encode(text).ids).detach()
         return self._cls[text]
 
     def prompt(self, sample: Sample, features: ClipFeatures) -> Prompt:
@@ -73,8 +71,7 @@ class Policy(nn.Module):
         audio = prompt.features.audio.to(self.device, model.dtype)
         if blank:
             vision, audio = torch.zeros_like(vision), torch.zeros_like(audio)
-        gate = torch.softmax(model.bert_gate(prompt.bert_cls.to(model.dtype)).float(), dim=-1)
-        return model.mm_projector(vision, gate), model.audio_projector(audio)
+        return model.mm_projector(vision, model.gate_from_cls(prompt.bert_cls)), model.audio_projector(audio)
 
     def prompt_embeds(self, prompt: Prompt, blank: bool = False) -> torch.Tensor:
         video, audio = self.media(prompt, blank)
