@@ -322,6 +322,15 @@ class Run:
             self.start_step = load_state(self.policy, resume, self.optimizer, self.scheduler)["step"]
             log.info("resumed from %s at step %d", resume, self.start_step)
 
+    def steps(self, total: int, unit: str = "step"):
+        """The step range with a progress bar on the main rank (quiet when not on a terminal)."""
+        import sys
+
+        from tqdm.auto import tqdm
+
+        return tqdm(range(self.start_step, total), initial=self.start_step, total=total, unit=unit,
+                    disable=not (self.dist.main and sys.stderr.isatty()), dynamic_ncols=True)
+
     def periodic(self, step: int, eval_max_tokens: int) -> None:
         """Evaluation and checkpoints every eval_every / save_every steps (rank 0)."""
         config = self.config

@@ -77,7 +77,7 @@ def train_grpo(config: GRPOConfig, progress=None) -> dict:
         reference = copy.deepcopy(policy.model).eval().requires_grad_(False)
     run.start(total * config.updates_per_batch)
     curve: list[dict] = []
-    for step in range(run.start_step, total):
+    for step in run.steps(total):
         metrics = grpo_step(policy, run.module, reference, prompts, config, step, run.optimizer, run.scheduler,
                             run.dist, run.labels)
         curve.append(metrics)

@@ -42,7 +42,7 @@ def train_sft(config: SFTConfig) -> dict:
     total = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
     run.start(total)
     policy.train()
-    for step in range(run.start_step, total):
+    for step in run.steps(total):
         began = time.perf_counter()
         order = epoch_order(len(samples), config.seed, step // steps_per_epoch)
         within = (step % steps_per_epoch) * config.batch_size
