@@ -175,7 +175,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .labels import label_set
-    from .media.decode import _check_file
+    from .media.decode import check_clip_file
 
     if (args.model is None) == (args.bundle is None):
         raise InputError("give either --model DIR (PyTorch) or --bundle DIR (runtime), not both or neither")
@@ -186,7 +186,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InputError(str(exc)) from None
     clip = Path(args.clip)
-    _check_file(clip)  # fail before the (slow) model load
+    check_clip_file(clip)  # fail before the (slow) model load
     if args.bundle is not None:
         recognizer = _open_bundle(args)
         result = recognizer.recognize_file(clip, use_audio=not args.video_only, mode=args.mode,
@@ -241,10 +241,10 @@ def cmd_live(args: argparse.Namespace) -> int:
 def cmd_stream(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .media.decode import _check_file
+    from .media.decode import check_clip_file
     from .runtime.app import run_stream
 
-    _check_file(Path(args.clip))
+    check_clip_file(Path(args.clip))
     config = _live_config(args)
     recognizer = _open_bundle(args)
     session = run_stream(recognizer, args.clip, config, realtime=not args.fast, jsonl=args.jsonl,
@@ -295,11 +295,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     from .bundle import read_manifest
     from .export.verify import verify_bundle
-    from .media.decode import _check_file
+    from .media.decode import check_clip_file
 
     read_manifest(args.bundle)  # a missing or foreign bundle fails before the model load
     for clip in args.clip:
-        _check_file(Path(clip))
+        check_clip_file(Path(clip))
     overrides = {}
     if args.min_cosine is not None:
         overrides["cosine"] = args.min_cosine

@@ -31,7 +31,7 @@ class Clip:
         return self.audio is not None
 
 
-def _check_file(path: Path) -> None:
+def check_clip_file(path: Path) -> None:
     if not path.exists():
         raise MediaError(f"{path}: no such file; check the path to the clip")
     if path.is_dir():
@@ -40,7 +40,7 @@ def _check_file(path: Path) -> None:
         raise MediaError(f"{path}: the file is empty (0 bytes); the copy or the recording did not finish")
 
 
-def _open(path: Path):
+def open_media(path: Path):
     import av
 
     try:
@@ -54,7 +54,7 @@ def _open(path: Path):
 def _count_video_packets(path: Path) -> int:
     import av
 
-    with _open(path) as container:
+    with open_media(path) as container:
         stream = container.streams.video[0]
         try:
             return sum(1 for packet in container.demux(stream) if packet.size)
@@ -67,7 +67,7 @@ def _decode_frames(path: Path, wanted: set[int]) -> tuple[dict[int, np.ndarray],
 
     kept: dict[int, np.ndarray] = {}
     count = 0
-    with _open(path) as container:
+    with open_media(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         try:
@@ -85,8 +85,8 @@ def decode_audio(path: str | Path) -> np.ndarray | None:
     import av
 
     path = Path(path)
-    _check_file(path)
-    with _open(path) as container:
+    check_clip_file(path)
+    with open_media(path) as container:
         if not container.streams.audio:
             return None
         stream = container.streams.audio[0]
@@ -104,8 +104,8 @@ def decode_audio(path: str | Path) -> np.ndarray | None:
 def decode_clip(path: str | Path, num_frames: int = NUM_FRAMES, with_audio: bool = True) -> Clip:
     """Decode the frames the model samples (and the audio track) from any file ffmpeg reads."""
     path = Path(path)
-    _check_file(path)
-    with _open(path) as container:
+    check_clip_file(path)
+    with open_media(path) as container:
         if not container.streams.video:
             raise MediaError(f"{path}: has no video stream; R1-Omni needs frames (audio-only was never trained)")
         stream = container.streams.video[0]

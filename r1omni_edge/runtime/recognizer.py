@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from ..bundle import EMBEDDINGS_FILE, TOKENIZER_DIR, Manifest, load_bundle
-from ..errors import MediaError
 from ..labels import normalize_label
 from ..media import SAMPLE_RATE, decode_clip, frames_to_pixels, log_mel, resample, silence
 from ..prompt import parse_answer
@@ -151,8 +150,6 @@ class Recognizer:
     def recognize_file(self, path: str | Path, use_audio: bool = True, **kwargs) -> Result:
         start = time.perf_counter()
         clip = decode_clip(path, self.manifest.preprocess["num_frames"], with_audio=use_audio)
-        if not clip.frames:
-            raise MediaError(f"{path}: no frames decoded")
         decode_ms = round((time.perf_counter() - start) * 1e3, 3)
         result = self.recognize(clip.frames, clip.audio, clip.sample_rate, use_audio=use_audio,
                                 timings={"decode_media": decode_ms}, **kwargs)

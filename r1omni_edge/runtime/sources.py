@@ -289,10 +289,10 @@ class FileSource(Source):
     def open(self):
         import av
 
-        from ..media.decode import _check_file, _open
+        from ..media.decode import check_clip_file, open_media
 
-        _check_file(self.path)
-        container = _open(self.path)
+        check_clip_file(self.path)
+        container = open_media(self.path)
         streams = [s for s in (container.streams.video[:1] + container.streams.audio[:1])]
         self.has_audio = bool(container.streams.audio)
         self._resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)
