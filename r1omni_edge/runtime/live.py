@@ -225,7 +225,7 @@ class LiveSession:
     def run_offline(self, media_time: Callable[[], float], ended: Callable[[], bool]) -> None:
         """As fast as possible for a file: windows in media time, each recognised in turn (nothing is dropped)."""
         self.realtime = False
-        self.emit({"type": "started", "time": 0.0, "window": self.config.window, "stride": self.config.stride,
+        self.emit({"type": "started", "time": self.now(), "window": self.config.window, "stride": self.config.stride,
                    "mode": self.config.mode, "backend": getattr(self.recognizer, "backend_name", None)})
         end, reason = self.config.window, "input ended"
         try:
@@ -242,5 +242,5 @@ class LiveSession:
         finally:
             if self._worker is not None:
                 self._worker.join(30.0)
-            self.emit({"type": "stopped", "time": end, "reason": reason, "windows": self.windows,
+            self.emit({"type": "stopped", "time": self.now(), "reason": reason, "windows": self.windows,
                        "results": self.results, "dropped_windows": self.dropped})
