@@ -55,7 +55,7 @@ def main() -> None:
         else:
             from r1omni_edge.model.checkpoint import load_model
             from r1omni_edge.model.towers import load_bert_tokenizer
-            from r1omni_edge.prompt import PromptTokenizer, user_content
+            from r1omni_edge.prompt import PromptTokenizer
             from r1omni_edge.synthetic.checkpoint import write_tiny_checkpoint
 
             paths = write_tiny_checkpoint(tmp / "models")

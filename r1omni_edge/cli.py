@@ -29,7 +29,7 @@ def _add_runtime_args(parser: argparse.ArgumentParser) -> None:
                        help="auto: TensorRT engines, else onnxruntime TensorRT/CUDA/CPU")
     group.add_argument("--threads", type=int, help="CPU threads for onnxruntime (default: all cores)")
     group.add_argument("--mode", default="full", choices=("full", "label"),
-                       help="full: reasoning then a constrained label; label: no reasoning, lowest latency")
+                       help="full: reasoning then a label; label: no reasoning, lowest latency (--model too)")
     group.add_argument("--max-think-tokens", type=int, help="bound the reasoning, then close it and answer")
     group.add_argument("--free-answer", action="store_true",
                        help="plain greedy decoding, token for token the PyTorch reference (label may be none)")
@@ -194,6 +194,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                            constrain=not args.free_answer)
         _print_result(result, args.json)
         return 0
+    runtime_only = [name for name, given in (("--backend", args.backend != "auto"), ("--threads", args.threads),
+                                             ("--max-think-tokens", args.max_think_tokens is not None),
+                                             ("--free-answer", args.free_answer)) if given]
+    if runtime_only:
+        raise InputError(f"{', '.join(runtime_only)} apply to --bundle (the runtime), not to --model; drop them or "
+                         "export a bundle")
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -207,7 +213,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         allow_pickle=args.allow_pickle, labels=args.labels, instruction=args.instruction or INSTRUCTION,
         resize_mode=args.resize,
     )
-    result = recognizer.recognize_file(clip, use_audio=not args.video_only, max_new_tokens=args.max_new_tokens)
+    result = recognizer.recognize_file(clip, use_audio=not args.video_only, mode=args.mode,
+                                       max_new_tokens=args.max_new_tokens)
     _print_result(result, args.json)
     return 0
 

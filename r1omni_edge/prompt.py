@@ -36,6 +36,9 @@ START_OF_TURN = "<|im_start|>"
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _THINK = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL)
 _PLACEHOLDER_SPLIT = re.compile("(" + "|".join(re.escape(p) for p in PLACEHOLDERS) + ")")
+# label mode: the prompt ends with an empty reasoning block and an open answer, so the label comes straight after
+# prefill (an edge option: no reasoning, lowest latency)
+LABEL_ONLY_SUFFIX = "<think>\n</think>\n<answer>"
 FORMAT_PATTERN = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
 
 

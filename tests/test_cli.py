@@ -55,6 +55,16 @@ def test_predict_human_output(tiny, clips, capsys):
     assert code == 0 and out.startswith("label:") and "timings (ms):" in out
 
 
+def test_predict_label_mode_with_the_pytorch_model(tiny, clips, capsys, recognizer):
+    code, out, err = run_cli(capsys, *predict_args(tiny, clips["av"], "--json", "--mode", "label"))
+    result = json.loads(out)
+    assert code == 0, err
+    assert result["reasoning"] == "" and result["label"] == result["answer"] in recognizer.labels
+    assert result["probabilities"][result["label"]] == max(result["probabilities"].values())
+    code, _, err = run_cli(capsys, *predict_args(tiny, clips["av"], "--free-answer", "--threads", "2"))
+    assert code == 2 and "--threads, --free-answer apply to --bundle" in err
+
+
 def make_bin_checkpoint(tiny, tmp_path):
     import torch
     from safetensors.torch import load_file

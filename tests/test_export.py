@@ -36,6 +36,24 @@ def test_runtime_token_ids_equal_pytorch_predict(bundles, recognizer, clips):
     assert video_only.token_ids == recognizer.recognize_file(clips["av"], use_audio=False, max_new_tokens=8).token_ids
 
 
+def test_label_mode_is_the_same_in_pytorch_and_the_runtime(bundles, recognizer, clips):
+    """Label mode (no reasoning) exists on both sides: the same label, the same probabilities, the same answer."""
+    from r1omni_edge.runtime import Recognizer
+
+    runtime = Recognizer.from_bundle(bundles["fp32"][1], backend="cpu")
+    for name in ("av", "video_only"):
+        expected = recognizer.recognize_file(clips[name], mode="label")
+        got = runtime.recognize_file(clips[name], mode="label")
+        assert got.label == expected.label == expected.answer == got.answer and got.label in recognizer.labels
+        assert got.text == expected.text and got.token_ids == expected.token_ids
+        assert expected.probabilities.keys() == set(recognizer.labels)
+        assert sum(expected.probabilities.values()) == pytest.approx(1.0)
+        for label, probability in expected.probabilities.items():
+            assert got.probabilities[label] == pytest.approx(probability, abs=1e-4)
+    with pytest.raises(ValueError, match="mode"):
+        recognizer.recognize_file(clips["av"], mode="fast")
+
+
 @pytest.mark.parametrize("precision", ["int8", "int4"])
 def test_quantized_bundles_export_and_run(precision, bundles, recognizer):
     manifest, path = bundles[precision]

@@ -1,7 +1,6 @@
 """Training on the tiny model: the fast paths equal the naive one, runs repeat exactly, resume is exact, checkpoints
 load and export. The learning tests (SFT on permuted labels, then GRPO, with controls) are in test_learning.py."""
 
-import dataclasses
 import json
 
 import pytest
@@ -58,6 +57,32 @@ def test_encode_once_and_shared_prefix_match_the_naive_path(task):
     for a, b in zip(fast_grads, naive_grads):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
     assert cache.hits >= 0 and cache.misses == 1  # the clip was encoded once for the fast path
+
+
+def test_gradient_checkpointing_gives_the_same_logprobs_and_gradients(task):
+    """transformers drops the KV cache under gradient checkpointing; the shared-prefix path must notice, not return
+    log-probs of completions that never saw their prompt."""
+    from r1omni_edge.train.common import build_policy
+    from r1omni_edge.train.data import load_dataset
+    from r1omni_edge.train.features import FeatureCache
+    from r1omni_edge.train.sft import SFTConfig
+
+    results = []
+    for checkpointing in (False, True):
+        policy, _ = build_policy(config(task, SFTConfig, gradient_checkpointing=checkpointing))
+        cache = FeatureCache(task["root"] / "cache-parity", policy.model, "pad")
+        sample = load_dataset(task["files"]["train"], task["root"] / "task")[0]
+        prompt = policy.prompt(sample, cache.get(sample.video))
+        completions = policy.rollout(prompt, 3, 10, generator=torch.Generator().manual_seed(1))
+        policy.train()
+        logp = policy.completion_logprobs(prompt, completions, shared_prefix=True)
+        grads = torch.autograd.grad(logp.sum(), [p for p in policy.parameters() if p.requires_grad])
+        results.append((completions, logp.detach(), grads))
+    (c0, l0, g0), (c1, l1, g1) = results
+    assert torch.equal(c0, c1)
+    torch.testing.assert_close(l1, l0, atol=1e-5, rtol=0)
+    for a, b in zip(g1, g0):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
 def test_feature_cache_is_keyed_by_content_and_towers(task):
@@ -153,28 +178,54 @@ def test_sft_masks_everything_but_the_assistant_tokens(task):
     assert target[-1] == policy.tokenizer.eos_id
 
 
-@pytest.mark.slow
-def test_two_process_gloo_run_trains_and_saves_a_loadable_checkpoint(task, formatted, tmp_path):
-    """torchrun with 2 CPU processes (gloo): each rank takes whole groups, DDP averages the gradients."""
+def launch_two_processes(cfg: dict, tmp_path, name: str, port: int):
+    """torchrun with 2 CPU processes (gloo) on a config file; returns the completed process."""
     import os
     import subprocess
     import sys
 
+    config_file = tmp_path / f"{name}.json"
+    config_file.write_text(json.dumps(cfg))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", str(port), "-m", "r1omni_edge.cli", "train", "grpo", "--config",
+                           str(config_file)], capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.mark.slow
+def test_two_process_runs_ddp_and_fsdp_train_alike_save_loadable_checkpoints_and_resume(task, formatted, tmp_path):
+    """2 CPU processes (gloo): each rank takes whole groups. DDP averages the gradients; FSDP2 shards weights,
+    gradients and optimizer state (and the KL reference), gathers for evaluation and saving, and must train the same
+    weights; an FSDP resume equals the uninterrupted FSDP run."""
     from r1omni_edge.model import load_model
 
     cfg = {"model": formatted, "models_dir": str(task["models"].root), "train_data": str(task["files"]["train"]),
-           "data_root": str(task["root"] / "task"), "labels": "dfew", "cache_dir": str(task["root"] / "cache"),
-           "output_dir": str(tmp_path / "ddp"), "max_steps": 2, "group_size": 4, "prompts_per_step": 4,
-           "max_completion": 32, "learning_rate": 1e-3, "beta": 0.0, "tensorboard": False}
-    config_file = tmp_path / "grpo.json"
-    config_file.write_text(json.dumps(cfg))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--master_port", "29571", "-m", "r1omni_edge.cli", "train", "grpo", "--config",
-                          str(config_file)], capture_output=True, text=True, timeout=600, env=env)
-    assert run.returncode == 0, run.stderr[-3000:]
-    checkpoint = tmp_path / "ddp" / "checkpoint-2"
-    assert f"checkpoint: {checkpoint}" in run.stdout
-    model, _ = load_model(checkpoint, models_dir=task["models"].root)
-    state = torch.load(checkpoint / "trainer_state.pt", weights_only=False)
-    assert state["step"] == 2 and model.config.hidden_size == 64
+           "eval_data": str(task["files"]["eval"]), "data_root": str(task["root"] / "task"), "labels": "dfew",
+           "cache_dir": str(task["root"] / "cache"), "max_steps": 2, "group_size": 4, "prompts_per_step": 4,
+           "max_completion": 24, "learning_rate": 1e-3, "beta": 0.04, "eval_max_tokens": 24, "tensorboard": False}
+    ddp = launch_two_processes({**cfg, "output_dir": str(tmp_path / "ddp")}, tmp_path, "ddp", 29571)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    fsdp = launch_two_processes({**cfg, "output_dir": str(tmp_path / "fsdp"), "fsdp": True, "save_every": 1},
+                                tmp_path, "fsdp", 29572)
+    assert fsdp.returncode == 0, fsdp.stderr[-3000:]
+    states = {}
+    for name in ("ddp", "fsdp"):
+        checkpoint = tmp_path / name / "checkpoint-2"
+        assert f"checkpoint: {checkpoint}" in (ddp if name == "ddp" else fsdp).stdout
+        model, _ = load_model(checkpoint, models_dir=task["models"].root)
+        states[name] = torch.load(checkpoint / "trainer_state.pt", weights_only=False)
+        assert states[name]["step"] == 2 and model.config.hidden_size == 64
+    start = torch.load(f"{formatted}/trainer_state.pt", weights_only=False)["trainable"]  # the SFT's weights
+    assert states["ddp"]["trainable"].keys() == states["fsdp"]["trainable"].keys() == start.keys()
+    moved = 0
+    for key, value in states["ddp"]["trainable"].items():
+        torch.testing.assert_close(states["fsdp"]["trainable"][key], value, atol=2e-5, rtol=1e-4)
+        moved += int(not torch.allclose(value, start[key], atol=1e-6))
+    assert moved > 10  # the runs trained, so their agreement means something
+    resumed = launch_two_processes({**cfg, "output_dir": str(tmp_path / "resumed"), "fsdp": True,
+                                    "resume_from": str(tmp_path / "fsdp" / "checkpoint-1")}, tmp_path, "resumed",
+                                   29573)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    again = torch.load(tmp_path / "resumed" / "checkpoint-2" / "trainer_state.pt", weights_only=False)
+    for key, value in states["fsdp"]["trainable"].items():
+        assert torch.equal(again["trainable"][key], value), key

@@ -276,9 +276,12 @@ def load_model(
 
 # ---- the save -----------------------------------------------------------------------------------------------------
 def published_state_dict(model: OmniModel, include_towers: bool = False,
-                         dtype: torch.dtype | None = torch.bfloat16) -> dict[str, torch.Tensor]:
+                         dtype: torch.dtype | None = torch.bfloat16,
+                         source: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The model's weights under their published names; ``source`` replaces ``model.state_dict()`` (the full state a
+    sharded trainer gathered)."""
     state: dict[str, torch.Tensor] = {}
-    for name, value in model.state_dict().items():
+    for name, value in (source if source is not None else model.state_dict()).items():
         if name.endswith(IGNORED_SUFFIXES):
             continue
         if name == "llm.lm_head.weight" and model.config.tie_word_embeddings:
@@ -293,18 +296,20 @@ def published_state_dict(model: OmniModel, include_towers: bool = False,
 
 
 def save_model(model: OmniModel, directory: str | Path, tokenizer_dir: str | Path | None = None,
-               include_towers: bool = False, dtype: str | torch.dtype = "bf16", extra=None) -> Path:
+               include_towers: bool = False, dtype: str | torch.dtype = "bf16", extra=None,
+               state: dict[str, torch.Tensor] | None = None) -> Path:
     """Write config.json, model.safetensors and the tokenizer files atomically (a temp dir, then a rename).
 
-    ``extra(staging_dir)`` may add files (a trainer's state) that land in the same atomic swap."""
+    ``extra(staging_dir)`` may add files (a trainer's state) that land in the same atomic swap; ``state`` replaces
+    the model's own weights (see ``published_state_dict``)."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
     with atomic_directory(directory) as staging:
         dtype_name = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}[parse_dtype(dtype)]
         dataclasses.replace(model.config, torch_dtype=dtype_name).save(staging)
-        save_file(published_state_dict(model, include_towers, parse_dtype(dtype)), str(staging / "model.safetensors"),
-                  metadata={"format": "pt"})
+        save_file(published_state_dict(model, include_towers, parse_dtype(dtype), state),
+                  str(staging / "model.safetensors"), metadata={"format": "pt"})
         if tokenizer_dir is not None:
             for name in TOKENIZER_FILES:
                 source = Path(tokenizer_dir) / name

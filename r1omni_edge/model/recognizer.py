@@ -8,19 +8,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..label_choice import choose_label, label_sequences
 from ..labels import DEFAULT_LABEL_SET, label_set, normalize_label
 from ..media import SAMPLE_RATE, decode_clip, frames_to_pixels, log_mel, resample, silence
-from ..prompt import INSTRUCTION, PromptTokenizer, parse_answer
+from ..prompt import INSTRUCTION, LABEL_ONLY_SUFFIX, PromptTokenizer, parse_answer
 from ..result import Result
 from .checkpoint import LoadReport, load_model
+from .decoder import qwen2_forward
 from .generate import greedy_generate
-from .static_decode import static_greedy_generate
 from .omni import OmniModel
+from .static_decode import static_greedy_generate
+from .tensor_media import frames_to_pixels_tensor, log_mel_tensor
 from .towers import load_bert_tokenizer
+
+MODES = ("full", "label")
 
 
 class TorchRecognizer:
-    """R1-Omni in PyTorch. The gate depends only on the instruction, so it is computed once per instruction."""
+    """R1-Omni in PyTorch. The gate depends only on the instruction, so it is computed once per instruction.
+
+    On a GPU the inputs are prepared there too (``tensor_media``) and decoding replays a CUDA graph; on the CPU the
+    numpy media path is the one the runtime uses, so both see identical inputs.
+    """
 
     def __init__(self, model: OmniModel, tokenizer: PromptTokenizer, bert_tokenizer, labels=DEFAULT_LABEL_SET,
                  instruction: str = INSTRUCTION, resize_mode: str = "stretch", report: LoadReport | None = None):
@@ -33,6 +42,8 @@ class TorchRecognizer:
         self.report = report
         self.stop_ids = {tokenizer.eos_id, tokenizer.pad_id}
         self._gates: dict[str, torch.Tensor] = {}
+        self.label_sequences = label_sequences(tokenizer.encode_text, self.labels)
+        self.label_suffix_ids = tokenizer.encode_text(LABEL_ONLY_SUFFIX)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, siglip=None, whisper=None, bert=None, models_dir=None,
@@ -47,15 +58,43 @@ class TorchRecognizer:
             self._gates[instruction] = self.model.gate_weights(self.bert_tokenizer.encode(instruction).ids)
         return self._gates[instruction]
 
+    def _inputs(self, frames, audio: np.ndarray | None, sample_rate: int, use_audio: bool):
+        """-> (pixels, log-mel or None, audio state) on the model's device."""
+        device, frames_count = self.model.device, self.model.config.num_frames
+        waveform = None
+        audio_state = "not used"
+        if use_audio:
+            audio_state = "present" if audio is not None else "missing"
+            waveform = silence() if audio is None else resample(np.asarray(audio, np.float32), sample_rate)
+        if device.type == "cuda":
+            pixels = frames_to_pixels_tensor(frames, device, self.resize_mode, frames_count)
+            mel = log_mel_tensor(waveform, device) if waveform is not None else None
+        else:
+            pixels = torch.from_numpy(frames_to_pixels(frames, self.resize_mode, frames_count))
+            mel = torch.from_numpy(log_mel(waveform)) if waveform is not None else None
+        return pixels, mel, audio_state
+
+    def _label_step(self, ids: list[int], cache, position: int):
+        """One decoder call for the constrained answer step: (ids, cache, position) -> (logits as numpy, cache)."""
+        llm = self.model.llm
+        embeds = llm.get_input_embeddings().weight[ids][None]
+        positions = torch.arange(position, position + len(ids), device=embeds.device)[None]
+        hidden, cache = qwen2_forward(llm, embeds, positions, past=cache)
+        return llm.lm_head(hidden[:, -1]).float()[0].cpu().numpy(), cache
+
     @torch.inference_mode()
     def recognize(self, frames, audio: np.ndarray | None, sample_rate: int = SAMPLE_RATE, *,
-                  use_audio: bool = True, max_new_tokens: int = 2048, instruction: str | None = None,
-                  timings: dict[str, float] | None = None) -> Result:
+                  use_audio: bool = True, mode: str = "full", max_new_tokens: int = 2048,
+                  instruction: str | None = None, timings: dict[str, float] | None = None) -> Result:
         """Frames (RGB uint8, any count) and mono audio (None: no audio track) -> Result.
 
         ``use_audio=False`` is the explicit video-only prompt; a missing track with ``use_audio`` feeds 10 s of
-        silence through the audio path, as the reference does, and reports the audio as missing.
+        silence through the audio path, as the reference does, and reports the audio as missing. ``mode="label"``
+        skips the reasoning: the prompt ends in an empty ``<think>`` block and the label is chosen from the label set
+        right after prefill, with a probability for each label.
         """
+        if mode not in MODES:
+            raise ValueError(f"mode {mode!r} is not one of {MODES}")
         timings = dict(timings or {})
         instruction = instruction or self.instruction
         clock = time.perf_counter()
@@ -68,13 +107,7 @@ class TorchRecognizer:
             timings[name] = round((now - clock) * 1e3, 3)
             clock = now
 
-        pixels = torch.from_numpy(frames_to_pixels(frames, self.resize_mode, self.model.config.num_frames))
-        audio_state = "not used"
-        mel = None
-        if use_audio:
-            audio_state = "present" if audio is not None else "missing"
-            waveform = silence() if audio is None else resample(np.asarray(audio, np.float32), sample_rate)
-            mel = torch.from_numpy(log_mel(waveform))
+        pixels, mel, audio_state = self._inputs(frames, audio, sample_rate, use_audio)
         lap("preprocess")
         gate = self.gate(instruction)
         lap("gate")
@@ -84,8 +117,12 @@ class TorchRecognizer:
         if mel is not None:
             lap("audio")
         ids = self.tokenizer.encode_prompt(instruction, video=True, audio=use_audio)
+        if mode == "label":
+            ids = ids + self.label_suffix_ids
         embeds = self.model.embed(ids, video_embeds, audio_embeds)
         lap("embed")
+        if mode == "label":
+            return self._label_result(embeds, audio_state, timings, lap)
         if self.model.device.type == "cuda":  # launch-bound on GPUs: static KV cache + one CUDA graph per token
             generation = static_greedy_generate(self.model.llm, embeds, self.stop_ids, max_new_tokens)
         else:
@@ -106,6 +143,27 @@ class TorchRecognizer:
             token_ids=generation.token_ids,
             audio=audio_state,
             timings_ms=timings,
+        )
+
+    def _label_result(self, embeds: torch.Tensor, audio_state: str, timings: dict, lap) -> Result:
+        length = embeds.shape[1]
+        hidden, cache = qwen2_forward(self.model.llm, embeds, torch.arange(length, device=embeds.device)[None])
+        logits = self.model.llm.lm_head(hidden[:, -1]).float()[0].cpu().numpy()
+        lap("prefill")
+        choice = choose_label(self._label_step, logits, cache, length, self.label_sequences)
+        lap("decode")
+        timings["prompt_tokens"] = length
+        timings["generated_tokens"] = 0
+        text = f"{choice.label}</answer>"  # as the runtime: the empty reasoning and <answer> were prompt
+        return Result(
+            label=choice.label,
+            answer=parse_answer(LABEL_ONLY_SUFFIX + text).answer,
+            reasoning="",
+            text=text,
+            token_ids=self.tokenizer.encode_text(text),
+            audio=audio_state,
+            timings_ms=timings,
+            probabilities=choice.probabilities,
         )
 
     def recognize_file(self, path: str | Path, use_audio: bool = True, **kwargs) -> Result:

@@ -2,7 +2,7 @@
 a time, looking each new token's embedding up in the bundle's table. numpy only.
 
 Three ways to end, all giving a label from the bundle's set when ``constrain`` is on:
-- the model writes ``<answer>``: the constrained step (``answer.py``) picks the label;
+- the model writes ``<answer>``: the constrained step (``label_choice.py``) picks the label;
 - the reasoning reaches ``max_think_tokens``, the model stops early, or ``max_new_tokens`` runs out: the loop feeds
   ``</think>\\n<answer>`` (or the part still missing) itself, then takes the constrained step;
 - ``label_only``: the prompt already ends in ``<think>\\n</think>\\n<answer>``, so the constrained step comes
@@ -19,10 +19,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .answer import choose_label
+from ..label_choice import choose_label
+from ..prompt import LABEL_ONLY_SUFFIX
 
 Decoder = Callable[[np.ndarray, np.ndarray, Any], tuple[np.ndarray, Any]]
-LABEL_ONLY_SUFFIX = "<think>\n</think>\n<answer>"
 
 
 @dataclass

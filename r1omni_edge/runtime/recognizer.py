@@ -18,8 +18,9 @@ from ..media import SAMPLE_RATE, decode_clip, frames_to_pixels, log_mel, resampl
 from ..prompt import parse_answer
 from ..result import Result
 from .backends import Backend, make_backend
-from .answer import label_sequences
-from .generation import LABEL_ONLY_SUFFIX, Vocabulary, generate
+from ..label_choice import label_sequences
+from ..prompt import LABEL_ONLY_SUFFIX
+from .generation import Vocabulary, generate
 
 MODES = ("full", "label")
 
@@ -134,7 +135,7 @@ class Recognizer:
         timings["decode_per_token"] = round(generated.decode_ms / max(generated.generated_tokens, 1), 3)
         timings["prompt_tokens"] = generated.prompt_length
         timings["generated_tokens"] = generated.generated_tokens
-        parsed = parse_answer(generated.text)
+        parsed = parse_answer((LABEL_ONLY_SUFFIX if mode == "label" else "") + generated.text)  # the suffix was prompt
         label = generated.label if generated.label is not None else normalize_label(parsed.answer, self.labels)
         return Result(
             label=label,

@@ -1,6 +1,7 @@
 """What SFT and GRPO share: their config base and file loading, the model and policy set-up with freezing, the
 optimizer and schedule, checkpoints (published layout + trainer state, written atomically) with exact resume,
-distributed set-up (torchrun / accelerate launch: DDP), and logging to the console and TensorBoard."""
+distributed set-up (torchrun / accelerate launch: DDP, or FSDP2 sharding for the real model), and logging to the
+console and TensorBoard."""
 
 from __future__ import annotations
 
@@ -55,6 +56,7 @@ class TrainConfig:
     lora: dict[str, Any] | None = None  # {"r": 16, "alpha": 32, "dropout": 0.05, "targets": [...]} via peft
     dtype: str = "fp32"  # bf16 on GPUs
     gradient_checkpointing: bool = False
+    fsdp: bool = False  # shard weights, gradients and optimizer state over the ranks (FSDP2, a unit per LLM layer)
     device: str = "cpu"
     save_every: int = 0  # steps; 0: only at the end
     eval_every: int = 0
@@ -96,6 +98,9 @@ class TrainConfig:
         bad = sorted(set(config.train_parts) - set(TRAINABLE_PARTS))
         if bad:
             raise InputError(f"{source}: train_parts {bad} are not trainable parts {list(TRAINABLE_PARTS)}")
+        if config.fsdp and config.lora:
+            raise InputError(f"{source}: fsdp and lora together are not supported; LoRA's few trainable weights fit "
+                             "on each GPU, so use DDP (fsdp: false) with lora")
         return config
 
     @classmethod
@@ -132,30 +137,84 @@ class Dist:
         return self.rank == 0
 
 
-def setup_distributed(device: str) -> Dist:
-    """torchrun and accelerate launch both set RANK / WORLD_SIZE: join their process group (gloo on CPUs)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+def setup_distributed(device: str, fsdp: bool = False) -> Dist:
+    """torchrun and accelerate launch both set RANK / WORLD_SIZE: join their process group (gloo on CPUs). FSDP needs
+    the group even for one process."""
+    world = int(os.environ.get("WORLD_SIZE", "0"))
+    if fsdp and not world:
+        raise InputError("fsdp: true needs a launcher: torchrun --nproc_per_node N (or accelerate launch) "
+                         "-m r1omni_edge.cli train ...")
+    if world <= 1 and not fsdp:
         return Dist()
     import torch.distributed as dist
 
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.startswith("cuda"):
+        torch.cuda.set_device(local_rank)
+    return Dist(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
-def wrap_distributed(module: torch.nn.Module, dist_info: Dist, device: str) -> torch.nn.Module:
+def wrap_distributed(module: torch.nn.Module, dist_info: Dist, config: TrainConfig) -> torch.nn.Module:
+    """DDP over several ranks; with ``fsdp`` the module is sharded in place (and returned)."""
+    if config.fsdp:
+        return shard_fsdp(module, config.device)
     if dist_info.world <= 1:
         return module
     from torch.nn.parallel import DistributedDataParallel
 
-    ids = [dist_info.local_rank] if device.startswith("cuda") else None
+    ids = [dist_info.local_rank] if config.device.startswith("cuda") else None
     return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
+
+
+def shard_fsdp(policy: torch.nn.Module, device: str) -> torch.nn.Module:
+    """FSDP2 over all ranks: each Qwen2 decoder layer is its own unit, the rest of the policy (embedding table,
+    projectors, gate, frozen towers) the root unit. At rest every weight, gradient and AdamW state is a 1/N shard.
+
+    A step gathers each unit's weights at its first forward and keeps them until the backward has reduce-scattered
+    the gradients (FSDP1's SHARD_GRAD_OP, ZeRO-2): rollouts then run token by token with no collective per token,
+    and ranks with different completion lengths or group counts never wait on each other. The bf16 weights of the
+    0.5 B decoder are small next to its fp32 gradients and optimizer state, which stay sharded throughout."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh("cuda" if device.startswith("cuda") else "cpu", (dist.get_world_size(),))
+    for layer in policy.model.llm.model.layers:
+        fully_shard(layer, mesh=mesh, reshard_after_forward=False)
+    fully_shard(policy, mesh=mesh, reshard_after_forward=False)
+    return policy
+
+
+def is_sharded(module: torch.nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(module, FSDPModule)
+
+
+def clip_gradients(policy: torch.nn.Module, max_norm: float) -> float:
+    """Clip the trainable weights' gradients; the norm over all ranks' shards under FSDP."""
+    norm = torch.nn.utils.clip_grad_norm_([p for p in policy.parameters() if p.requires_grad], max_norm)
+    return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
 
 
 def shard(items: list, dist_info: Dist) -> list:
     """This rank's share of a step's prompts (whole prompts: a GRPO group never spans ranks)."""
     return items[dist_info.rank::dist_info.world]
+
+
+def max_over_ranks(value: int, dist_info: Dist) -> int:
+    """The largest ``value`` of any rank: every rank must run as many backward passes as the busiest one."""
+    if dist_info.world <= 1:
+        return value
+    import torch.distributed as dist
+
+    tensor = torch.tensor([value], dtype=torch.long)
+    if dist.get_backend() == "nccl":
+        tensor = tensor.cuda()
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
 
 
 # ---- model and optimizer -----------------------------------------------------------------------------------------
@@ -174,8 +233,8 @@ def build_policy(config: TrainConfig):
         getattr(model, part).requires_grad_(part in config.train_parts)
     if config.lora:
         model.llm = apply_lora(model.llm, config.lora)
-    if config.gradient_checkpointing:
-        model.llm.gradient_checkpointing_enable()
+    if config.gradient_checkpointing:  # non-reentrant: works with frozen inputs and under FSDP
+        model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     policy = Policy(model, PromptTokenizer(config.model), load_bert_tokenizer(Path(report.towers["bert"])))
     return policy, report
 
@@ -215,23 +274,39 @@ def make_optimizer(module: torch.nn.Module, config: TrainConfig, total_steps: in
 
 # ---- checkpoints -----------------------------------------------------------------------------------------------
 def save_checkpoint(policy, directory: Path, config: TrainConfig, optimizer, scheduler, step: int,
-                    extra: dict[str, Any] | None = None) -> Path:
-    """Published layout (loadable by the loader, exportable by `export`) + trainer_state.pt, in one atomic write."""
+                    extra: dict[str, Any] | None = None, main: bool = True) -> Path:
+    """Published layout (loadable by the loader, exportable by `export`) + trainer_state.pt, in one atomic write.
+
+    Call it on every rank: under FSDP the full weights and optimizer state are gathered from all ranks (to the CPU of
+    rank 0) first; only ``main`` writes."""
     from ..model.checkpoint import save_model
 
     model = policy.model
-    trainable = {k: v.detach().cpu() for k, v in model.state_dict().items() if k.split(".")[0] in config.train_parts}
+    full_state = None
+    if is_sharded(policy):
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                             get_optimizer_state_dict)
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        full_state = {k.removeprefix("model."): v for k, v in get_model_state_dict(policy, options=options).items()}
+        optimizer_state = get_optimizer_state_dict(policy, optimizer, options=options)
+    else:
+        optimizer_state = optimizer.state_dict()
+    if not main:
+        return directory
+    source = full_state if full_state is not None else model.state_dict()
+    trainable = {k: v.detach().cpu() for k, v in source.items() if k.split(".")[0] in config.train_parts}
 
     def trainer_state(staging: Path) -> None:
-        torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        torch.save({"step": step, "optimizer": optimizer_state, "scheduler": scheduler.state_dict(),
                     "rng": rng_state(), "config": dataclasses.asdict(config), "extra": extra or {},
-                    "trainable": trainable}, staging / STATE_FILE)
+                    "trainable": trainable, "sharded": full_state is not None}, staging / STATE_FILE)
 
     original = model.llm
     if config.lora and hasattr(model.llm, "merge_and_unload"):  # the published layout has no adapters
         model.llm = copy.deepcopy(model.llm).merge_and_unload()
     try:
-        return save_model(model, directory, tokenizer_dir=config.model, extra=trainer_state)
+        return save_model(model, directory, tokenizer_dir=config.model, extra=trainer_state, state=full_state)
     finally:
         model.llm = original
 
@@ -251,9 +326,19 @@ def find_resume(config: TrainConfig) -> Path | None:
 def load_state(policy, path: Path, optimizer, scheduler) -> dict[str, Any]:
     """Restore the trainable weights exactly (fp32 as trained, not the bf16 checkpoint), optimizer, schedule, RNG."""
     state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
-    missing = policy.model.load_state_dict(state["trainable"], strict=False)
-    del missing
-    optimizer.load_state_dict(state["optimizer"])
+    if is_sharded(policy) != state.get("sharded", False):
+        raise InputError(f"{path}: written with fsdp {state.get('sharded', False)}, resumed with fsdp "
+                         f"{is_sharded(policy)}; resume with the setting it was written with")
+    if is_sharded(policy):  # every rank reads the full state and keeps its own shards
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                             set_optimizer_state_dict)
+
+        options = StateDictOptions(full_state_dict=True, strict=False)
+        set_model_state_dict(policy, {f"model.{k}": v for k, v in state["trainable"].items()}, options=options)
+        set_optimizer_state_dict(policy, optimizer, state["optimizer"], options=options)
+    else:
+        policy.model.load_state_dict(state["trainable"], strict=False)
+        optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
     return state
@@ -302,7 +387,7 @@ class Run:
     config: TrainConfig
     dist: Dist
     policy: Any
-    module: torch.nn.Module  # the policy, wrapped for DDP when distributed
+    module: torch.nn.Module  # the policy, wrapped for DDP when distributed (FSDP shards the policy itself)
     labels: tuple[str, ...]
     samples: list
     prompts: list
@@ -310,6 +395,7 @@ class Run:
     cache: Any
     encode_seconds: float
     logger: Logger
+    reference: Any = None  # the frozen reference policy for the KL term (GRPO with beta > 0, without LoRA)
     optimizer: Any = None
     scheduler: Any = None
     start_step: int = 0
@@ -331,12 +417,17 @@ class Run:
         return tqdm(range(self.start_step, total), initial=self.start_step, total=total, unit=unit,
                     disable=not (self.dist.main and sys.stderr.isatty()), dynamic_ncols=True)
 
+    @property
+    def evaluates(self) -> bool:
+        """Rank 0 evaluates; under FSDP every rank must run the (gathering) forwards with it."""
+        return bool(self.eval_prompts) and (self.dist.main or self.config.fsdp)
+
     def periodic(self, step: int, eval_max_tokens: int) -> None:
-        """Evaluation and checkpoints every eval_every / save_every steps (rank 0)."""
+        """Evaluation and checkpoints every eval_every / save_every steps (written by rank 0)."""
         config = self.config
-        if config.eval_every and self.eval_prompts and step % config.eval_every == 0 and self.dist.main:
+        if config.eval_every and step % config.eval_every == 0 and self.evaluates:
             self.logger.log(step, self.evaluate(eval_max_tokens).metrics(), "eval")
-        if config.save_every and step % config.save_every == 0 and self.dist.main:
+        if config.save_every and step % config.save_every == 0:
             self.save(step)
 
     def evaluate(self, max_tokens: int):
@@ -345,30 +436,34 @@ class Run:
         return evaluate(self.policy, self.eval_prompts, self.labels, max_tokens, blank=self.config.blank_inputs)
 
     def save(self, step: int) -> Path:
+        """Called on every rank (FSDP gathers collectively); rank 0 writes."""
         return save_checkpoint(self.policy, Path(self.config.output_dir) / f"checkpoint-{step}", self.config,
-                               self.optimizer, self.scheduler, step)
+                               self.optimizer, self.scheduler, step, main=self.dist.main)
 
     def finish(self, total: int, eval_max_tokens: int, result: dict[str, Any]) -> dict[str, Any]:
         result.update({"steps": total, "encode_seconds": self.encode_seconds, "cache": self.cache.describe()})
+        checkpoint = self.save(total)
         if self.dist.main:
-            result["checkpoint"] = str(self.save(total))
-            if self.eval_prompts:
-                evaluation = self.evaluate(eval_max_tokens)
-                self.logger.log(total, evaluation.metrics(), "eval")
-                result["eval"] = evaluation.metrics()
-                result["confusion"] = evaluation.table()
+            result["checkpoint"] = str(checkpoint)
+        if self.evaluates:
+            evaluation = self.evaluate(eval_max_tokens)
+            self.logger.log(total, evaluation.metrics(), "eval")
+            result["eval"] = evaluation.metrics()
+            result["confusion"] = evaluation.table()
         self.logger.close(self.config.output_dir)
         result["config"] = dataclasses.asdict(self.config)
         return result
 
 
-def prepare_run(config: TrainConfig) -> Run:
-    """Distributed set-up, seeds, the policy, the validated datasets and their features (encoded once)."""
+def prepare_run(config: TrainConfig, with_reference: bool = False) -> Run:
+    """Distributed set-up, seeds, the policy (and a frozen copy as the reference), the validated datasets and their
+    features (encoded once), then the DDP / FSDP wrapping."""
     from ..labels import label_set
     from .data import load_dataset
     from .features import FeatureCache
+    from .policy import Policy
 
-    dist_info = setup_distributed(config.device)
+    dist_info = setup_distributed(config.device, config.fsdp)
     seed_everything(config.seed)
     policy, _ = build_policy(config)
     labels = label_set(config.labels)
@@ -381,6 +476,10 @@ def prepare_run(config: TrainConfig) -> Run:
     encode_seconds = time.perf_counter() - started
     prompts = [policy.prompt(s, cache.get(s.video)) for s in samples]
     eval_prompts = [policy.prompt(s, cache.get(s.video)) for s in eval_samples]
-    return Run(config, dist_info, policy, wrap_distributed(policy, dist_info, config.device), labels, samples,
-               prompts, eval_prompts, cache, encode_seconds, Logger(config.output_dir, dist_info.main,
-                                                                    config.tensorboard))
+    reference = None
+    if with_reference:  # copied before any sharding; frozen, so each rank keeps a whole bf16 copy (no collectives)
+        reference = Policy(copy.deepcopy(policy.model).eval().requires_grad_(False), policy.tokenizer,
+                           policy.bert_tokenizer)
+    module = wrap_distributed(policy, dist_info, config)
+    return Run(config, dist_info, policy, module, labels, samples, prompts, eval_prompts, cache, encode_seconds,
+               Logger(config.output_dir, dist_info.main, config.tensorboard), reference)

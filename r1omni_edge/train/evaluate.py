@@ -42,7 +42,7 @@ def evaluate(policy, prompts, labels: tuple[str, ...], max_tokens: int = 512, ex
     was_training = policy.training
     policy.eval()
     for prompt in prompts:
-        ids = policy.rollout(prompt, 1, max_tokens, greedy=True, blank=blank)
+        ids = policy("rollout", prompt=prompt, groups=1, max_tokens=max_tokens, greedy=True, blank=blank)
         text = policy.decode(ids)[0]
         parsed = parse_answer(text)
         truths.append(prompt.sample.label)

@@ -5,7 +5,6 @@ sampling seed derives from (seed, step, prompt), so runs repeat exactly and resu
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 import time
@@ -13,7 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .common import TrainConfig, prepare_run, shard
+from ..errors import InputError
+from .common import TrainConfig, clip_gradients, max_over_ranks, prepare_run, shard
 from .grpo_math import advantages, aggregate, completion_mask, k3_kl, token_loss, truncated
 from .rewards import compute_rewards
 
@@ -69,12 +69,12 @@ def step_prompts(count: int, per_step: int, seed: int, step: int) -> list[int]:
 
 
 def train_grpo(config: GRPOConfig, progress=None) -> dict:
-    run = prepare_run(config)
-    policy, prompts = run.policy, run.prompts
+    run = prepare_run(config, with_reference=bool(config.beta and not config.lora))
+    policy, prompts, reference = run.policy, run.prompts, run.reference
+    if config.prompts_per_step < run.dist.world:
+        raise InputError(f"prompts_per_step {config.prompts_per_step} is less than the {run.dist.world} ranks: each "
+                         "rank needs at least one prompt (a whole group) per step")
     total = config.max_steps or math.ceil(config.epochs * len(prompts) / config.prompts_per_step)
-    reference = None
-    if config.beta and not config.lora:
-        reference = copy.deepcopy(policy.model).eval().requires_grad_(False)
     run.start(total * config.updates_per_batch)
     curve: list[dict] = []
     for step in run.steps(total):
@@ -104,9 +104,9 @@ def grpo_step(policy, module, reference, prompts, config: GRPOConfig, step: int,
     groups, texts, truths = [], [], []
     policy.eval()  # no dropout while sampling
     for index in chosen:
-        completions = policy.rollout(prompts[index], config.group_size, config.max_completion, config.temperature,
-                                     config.top_k, rollout_generator(config.seed, step, index),
-                                     blank=config.blank_inputs)
+        completions = policy("rollout", prompt=prompts[index], groups=config.group_size,
+                             max_tokens=config.max_completion, temperature=config.temperature, top_k=config.top_k,
+                             generator=rollout_generator(config.seed, step, index), blank=config.blank_inputs)
         groups.append((prompts[index], completions))
         texts += policy.decode(completions)
         truths += [prompts[index].sample.label] * config.group_size
@@ -121,6 +121,10 @@ def grpo_step(policy, module, reference, prompts, config: GRPOConfig, step: int,
     if config.dynamic_sampling:
         grouped = reward_tensor.view(-1, config.group_size)
         keep = [g for g in keep if float(grouped[g].std()) > 0]
+    weight = 1.0
+    if config.dynamic_sampling and dist.world > 1:  # a collective: every rank asks, every step
+        if max_over_ranks(len(keep), dist) and not keep:
+            keep, weight = [0], 0.0  # other ranks update: join their backward passes with a zero-weighted group
     clock = time.perf_counter()
     with torch.no_grad():
         old = None
@@ -146,13 +150,13 @@ def grpo_step(policy, module, reference, prompts, config: GRPOConfig, step: int,
         old_logp = pad(old) if old is not None else logp.detach()
         ref_logp = pad(ref) if ref is not None else None
         mask = pad([masks[g] for g in keep])
-        adv = torch.cat([advantage.view(-1, config.group_size)[g] for g in keep])
+        adv = torch.cat([advantage.view(-1, config.group_size)[g] for g in keep]).to(logp.device)
         losses, clipped = token_loss(logp, old_logp, adv, config.eps_low, config.eps_high, config.beta, ref_logp)
-        loss = aggregate(losses, mask, config.aggregation, config.max_completion, total_tokens)
+        loss = weight * aggregate(losses, mask, config.aggregation, config.max_completion, total_tokens)
         times["policy_forward"] = times.get("policy_forward", 0.0) + time.perf_counter() - clock
         clock = time.perf_counter()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in policy.parameters() if p.requires_grad], config.max_grad_norm)
+        clip_gradients(policy, config.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
@@ -179,15 +183,11 @@ def grpo_step(policy, module, reference, prompts, config: GRPOConfig, step: int,
 
 @torch.no_grad()
 def reference_logprobs(policy, reference, groups, config: GRPOConfig) -> list[torch.Tensor]:
-    """The frozen reference's log-probs: a copy of the starting model, or the base with LoRA adapters disabled."""
+    """The frozen reference's log-probs: a policy around a copy of the starting model, or the base with LoRA adapters
+    disabled."""
+    options = {"groups": groups, "temperature": config.temperature, "shared_prefix": config.shared_prefix,
+               "blank": config.blank_inputs}
     if reference is None:  # LoRA: the base model is the reference
         with policy.model.llm.disable_adapter():
-            return policy("logprobs", groups=groups, temperature=config.temperature,
-                          shared_prefix=config.shared_prefix, blank=config.blank_inputs)
-    trained = policy.model
-    policy.model = reference
-    try:
-        return policy("logprobs", groups=groups, temperature=config.temperature, shared_prefix=config.shared_prefix,
-                      blank=config.blank_inputs)
-    finally:
-        policy.model = trained
+            return policy("logprobs", **options)
+    return reference("logprobs", **options)

@@ -84,6 +84,8 @@ class Policy(nn.Module):
     def forward(self, kind: str, **kwargs):
         if kind == "sft":
             return self.sft_loss(**kwargs)
+        if kind == "rollout":  # no gradients, but through forward: FSDP gathers the weights around it
+            return self.rollout(**kwargs)
         if kind == "logprobs":
             # several groups in one forward call: DDP expects one forward per backward
             return [self.completion_logprobs(prompt, completions, **kwargs) for prompt, completions in
@@ -106,14 +108,19 @@ class Policy(nn.Module):
 
     def completion_logprobs(self, prompt: Prompt, completions: torch.Tensor, temperature: float = 1.0,
                             shared_prefix: bool = True, blank: bool = False) -> torch.Tensor:
-        """log p(completion token | prompt, earlier tokens) under temperature-scaled logits: (G, C)."""
+        """log p(completion token | prompt, earlier tokens) under temperature-scaled logits: (G, C).
+
+        Gradient checkpointing cannot keep a KV cache (transformers drops it, as a replayed layer would write it
+        twice), so while it is active the prompt runs with each completion instead of once."""
         from transformers import DynamicCache
 
         completions = completions.to(self.device)
         groups, length = completions.shape
         prefix = self.prompt_embeds(prompt, blank)  # (1, P, hidden)
         tail = self.token_embeds(completions[:, :-1])  # (G, C - 1, hidden): each token predicts the next
-        if shared_prefix:
+        checkpointing = self.training and torch.is_grad_enabled() and \
+            bool(getattr(self.model.llm, "is_gradient_checkpointing", False))
+        if shared_prefix and not checkpointing:
             cache = DynamicCache()
             first = self.model.llm(inputs_embeds=prefix, cache=cache, use_cache=True, logits_to_keep=1).logits
             cache.batch_repeat_interleave(groups)

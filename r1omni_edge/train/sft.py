@@ -9,9 +9,7 @@ import random
 import time
 from dataclasses import dataclass
 
-import torch
-
-from .common import TrainConfig, prepare_run, shard
+from .common import TrainConfig, clip_gradients, prepare_run, shard
 
 
 @dataclass
@@ -46,17 +44,21 @@ def train_sft(config: SFTConfig) -> dict:
         began = time.perf_counter()
         order = epoch_order(len(samples), config.seed, step // steps_per_epoch)
         within = (step % steps_per_epoch) * config.batch_size
-        batch = shard(order[within:within + config.batch_size], run.dist)
+        whole = order[within:within + config.batch_size]
+        batch = shard(whole, run.dist)
         micro = [batch[i:i + config.micro_batch] for i in range(0, len(batch), config.micro_batch)]
+        # every rank runs as many backward passes as the busiest (DDP / FSDP reduce in each): pad with weight 0
+        busiest = math.ceil(math.ceil(len(whole) / run.dist.world) / config.micro_batch)
+        weights = [1.0] * len(micro) + [0.0] * (busiest - len(micro))
+        micro += [[whole[0]]] * (busiest - len(micro))
         loss_sum = 0.0
-        for chunk in micro:
+        for chunk, weight in zip(micro, weights):
             loss = run.module("sft", prompts=[prompts[i] for i in chunk], targets=[targets[i] for i in chunk],
                               blank=config.blank_inputs)
-            (loss * len(chunk) / max(len(batch), 1) / config.grad_accum).backward()
-            loss_sum += float(loss.detach()) * len(chunk)
+            (weight * loss * len(chunk) / max(len(batch), 1) / config.grad_accum).backward()
+            loss_sum += weight * float(loss.detach()) * len(chunk)
         if (step + 1) % config.grad_accum == 0:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_([p for p in policy.parameters() if p.requires_grad],
-                                                             config.max_grad_norm))
+            grad_norm = clip_gradients(policy, config.max_grad_norm)
             run.optimizer.step()
             run.optimizer.zero_grad(set_to_none=True)
         else:

@@ -1,9 +1,10 @@
-"""The constrained answer step: once the model reaches ``<answer>``, only the bundle's labels may follow.
+"""The constrained answer step: once the model reaches ``<answer>``, only the label set's labels may follow.
 
 Each label is a token sequence (its text, then the first token of ``</answer>``, so that no label is a prefix of
 another). A label's probability is the product, along its path in the trie of those sequences, of the softmax
 over the children at each branching node, so the probabilities sum to 1 over the label set. The decoder runs only
-where labels share a prefix; labels that differ at their first token cost no extra step at all. numpy only.
+where labels share a prefix; labels that differ at their first token cost no extra step at all. numpy only: the
+torch-free runtime and the PyTorch recognizer share it, each passing its own decoder step.
 """
 
 from __future__ import annotations
