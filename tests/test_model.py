@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -192,3 +193,46 @@ def test_static_cache_decode_equals_the_dynamic_path(lively_llm):
     stop = static.token_ids[5]
     assert static_greedy_generate(lively_llm, embeds, {stop}, 16, use_graph=False).token_ids == \
         dynamic.token_ids[: dynamic.token_ids.index(stop) + 1]
+
+
+def test_label_forward_equals_decoding_the_label_trie_step_by_step(recognizer, clips):
+    """Label mode's single forward (tree attention over the labels' shared prefixes) against a prefill followed by
+    one decoder step per trie node, through the KV cache."""
+    from r1omni_edge.label_choice import choose_label
+    from r1omni_edge.media import decode_clip
+    from r1omni_edge.model.decoder import qwen2_forward
+    from r1omni_edge.model.label_graph import shared_prefixes
+
+    model = recognizer.model
+    clip = decode_clip(clips["av"], model.config.num_frames)
+    pixels, mel, _ = recognizer._inputs(clip.frames, clip.audio, clip.sample_rate, use_audio=True)
+    forward = recognizer.label_forward(recognizer.instruction, True)
+    root, nodes = forward(pixels, mel)
+    assert len(nodes) >= 2 and set(nodes) == set(shared_prefixes(recognizer.label_sequences))
+
+    ids = recognizer.tokenizer.encode_prompt(recognizer.instruction) + recognizer.label_suffix_ids
+    with torch.inference_mode():
+        embeds = model.embed(ids, model.encode_video(pixels, recognizer.gate(recognizer.instruction)),
+                             model.encode_audio(mel))
+        hidden, cache = qwen2_forward(model.llm, embeds, torch.arange(embeds.shape[1])[None])
+        expected_root = model.llm.lm_head(hidden[:, -1]).float()[0].numpy()
+        stepped = {}
+
+        def step(tokens, state, position):
+            path, past = state
+            inputs = model.llm.get_input_embeddings().weight[tokens][None]
+            out, past = qwen2_forward(model.llm, inputs, torch.arange(position, position + len(tokens))[None], past)
+            logits = model.llm.lm_head(out[:, -1]).float()[0].numpy()
+            stepped[path + tuple(tokens)] = logits
+            return logits, (path + tuple(tokens), past)
+
+        expected = choose_label(step, expected_root, ((), cache), embeds.shape[1], recognizer.label_sequences)
+    assert forward.prompt_length == embeds.shape[1]
+    np.testing.assert_allclose(root, expected_root, atol=1e-4)
+    assert stepped.keys() == nodes.keys()
+    for prefix, logits in stepped.items():
+        np.testing.assert_allclose(nodes[prefix], logits, atol=1e-4)
+    got = recognizer.recognize(clip.frames, clip.audio, clip.sample_rate, mode="label")
+    assert got.label == expected.label
+    for label, probability in expected.probabilities.items():
+        assert abs(got.probabilities[label] - probability) < 1e-5

@@ -26,9 +26,11 @@ def rope_inverse_frequencies(llm) -> torch.Tensor:
 
 def qwen2_forward(llm, inputs_embeds: torch.Tensor, position_ids: torch.Tensor,
                   past: Sequence[torch.Tensor] | None = None,
-                  inv_freq: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                  inv_freq: torch.Tensor | None = None,
+                  mask: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """(B, S, hidden) embeddings at ``position_ids`` (B or 1, S) after ``past`` -> (final-norm hidden states
-    (B, S, hidden), present cache). Rows are right-padded at most: the causal mask needs no padding mask then."""
+    (B, S, hidden), present cache). Rows are right-padded at most: the causal mask needs no padding mask then.
+    ``mask`` (S, P + S, additive, float32) replaces the causal mask (label mode's tree attention)."""
     config = llm.config
     batch, length = inputs_embeds.shape[0], inputs_embeds.shape[1]
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
@@ -46,7 +48,8 @@ def qwen2_forward(llm, inputs_embeds: torch.Tensor, position_ids: torch.Tensor,
     cos, sin = angles.cos().to(inputs_embeds.dtype), angles.sin().to(inputs_embeds.dtype)
     rows = torch.arange(length, device=inputs_embeds.device)[:, None] + past_length
     cols = torch.arange(past_length + length, device=inputs_embeds.device)[None, :]
-    mask = torch.where(cols <= rows, 0.0, torch.finfo(torch.float32).min)  # (S, P + S): causal over the cache
+    if mask is None:
+        mask = torch.where(cols <= rows, 0.0, torch.finfo(torch.float32).min)  # (S, P + S): causal over the cache
     hidden = inputs_embeds
     presents: list[torch.Tensor] = []
     for index, layer in enumerate(layers):

@@ -125,20 +125,34 @@ class OmniModel(nn.Module):
     def embed(self, ids: list[int], video: torch.Tensor | None = None, audio: torch.Tensor | None = None
               ) -> torch.Tensor:
         """Token ids with placeholders -> (1, L, hidden): each placeholder becomes its media vectors."""
-        media = {VIDEO_TOKEN_INDEX: video, IMAGE_TOKEN_INDEX: video, AUDIO_TOKEN_INDEX: audio}
+        return self.assemble(self.text_segments(ids), video, audio)
+
+    def text_segments(self, ids: list[int]) -> list[torch.Tensor | int]:
+        """The prompt cut at its placeholders: runs of text as their embedding vectors, placeholders as themselves.
+        Computed once per prompt, they let ``assemble`` run with no host-to-device copy (as a CUDA graph needs)."""
         table = self.llm.get_input_embeddings()
-        pieces: list[torch.Tensor] = []
+        segments: list[torch.Tensor | int] = []
         run: list[int] = []
         for token in ids + [None]:
             if token is not None and token >= 0:
                 run.append(token)
                 continue
             if run:
-                pieces.append(table(torch.tensor(run, device=self.device)))
+                segments.append(table(torch.tensor(run, device=self.device)))
                 run = []
             if token is not None:
-                vectors = media.get(token)
+                segments.append(token)
+        return segments
+
+    def assemble(self, segments: list[torch.Tensor | int], video: torch.Tensor | None = None,
+                 audio: torch.Tensor | None = None) -> torch.Tensor:
+        media = {VIDEO_TOKEN_INDEX: video, IMAGE_TOKEN_INDEX: video, AUDIO_TOKEN_INDEX: audio}
+        pieces: list[torch.Tensor] = []
+        for segment in segments:
+            if isinstance(segment, int):
+                vectors = media.get(segment)
                 if vectors is None:
-                    raise ValueError(f"the prompt holds placeholder {token} but no media was given for it")
-                pieces.append(vectors.to(table.weight.dtype))
+                    raise ValueError(f"the prompt holds placeholder {segment} but no media was given for it")
+                segment = vectors.to(self.dtype)
+            pieces.append(segment)
         return torch.cat(pieces).unsqueeze(0)

@@ -14,10 +14,10 @@ from ..media import SAMPLE_RATE, decode_clip, frames_to_pixels, log_mel, resampl
 from ..prompt import INSTRUCTION, LABEL_ONLY_SUFFIX, PromptTokenizer, parse_answer
 from ..result import Result
 from .checkpoint import LoadReport, load_model
-from .decoder import qwen2_forward
 from .generate import greedy_generate
+from .label_graph import LabelForward
 from .omni import OmniModel
-from .static_decode import static_greedy_generate
+from .static_decode import StaticDecoder, static_greedy_generate
 from .tensor_media import frames_to_pixels_tensor, log_mel_tensor
 from .towers import load_bert_tokenizer
 
@@ -32,7 +32,8 @@ class TorchRecognizer:
     """
 
     def __init__(self, model: OmniModel, tokenizer: PromptTokenizer, bert_tokenizer, labels=DEFAULT_LABEL_SET,
-                 instruction: str = INSTRUCTION, resize_mode: str = "stretch", report: LoadReport | None = None):
+                 instruction: str = INSTRUCTION, resize_mode: str = "stretch", report: LoadReport | None = None,
+                 compile: bool = False):
         self.model = model
         self.tokenizer = tokenizer
         self.bert_tokenizer = bert_tokenizer
@@ -44,6 +45,9 @@ class TorchRecognizer:
         self._gates: dict[str, torch.Tensor] = {}
         self.label_sequences = label_sequences(tokenizer.encode_text, self.labels)
         self.label_suffix_ids = tokenizer.encode_text(LABEL_ONLY_SUFFIX)
+        self._label_forwards: dict[tuple[str, bool], LabelForward] = {}
+        self.compile = compile  # GPUs: torch.compile the decode step before capturing it (a minute, once)
+        self._decoder: StaticDecoder | None = None  # GPUs: reused, so its CUDA graph is captured once
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, siglip=None, whisper=None, bert=None, models_dir=None,
@@ -74,13 +78,13 @@ class TorchRecognizer:
             mel = torch.from_numpy(log_mel(waveform)) if waveform is not None else None
         return pixels, mel, audio_state
 
-    def _label_step(self, ids: list[int], cache, position: int):
-        """One decoder call for the constrained answer step: (ids, cache, position) -> (logits as numpy, cache)."""
-        llm = self.model.llm
-        embeds = llm.get_input_embeddings().weight[ids][None]
-        positions = torch.arange(position, position + len(ids), device=embeds.device)[None]
-        hidden, cache = qwen2_forward(llm, embeds, positions, past=cache)
-        return llm.lm_head(hidden[:, -1]).float()[0].cpu().numpy(), cache
+    def label_forward(self, instruction: str, use_audio: bool) -> LabelForward:
+        """Label mode's single forward for this prompt (a CUDA graph on GPUs, captured at its first clip)."""
+        key = (instruction, use_audio)
+        if key not in self._label_forwards:
+            ids = self.tokenizer.encode_prompt(instruction, video=True, audio=use_audio) + self.label_suffix_ids
+            self._label_forwards[key] = LabelForward(self.model, ids, self.label_sequences, self.gate(instruction))
+        return self._label_forwards[key]
 
     @torch.inference_mode()
     def recognize(self, frames, audio: np.ndarray | None, sample_rate: int = SAMPLE_RATE, *,
@@ -109,6 +113,9 @@ class TorchRecognizer:
 
         pixels, mel, audio_state = self._inputs(frames, audio, sample_rate, use_audio)
         lap("preprocess")
+        if mode == "label":
+            return self._label_result(self.label_forward(instruction, use_audio), pixels, mel, audio_state, timings,
+                                      lap)
         gate = self.gate(instruction)
         lap("gate")
         video_embeds = self.model.encode_video(pixels, gate)
@@ -117,14 +124,14 @@ class TorchRecognizer:
         if mel is not None:
             lap("audio")
         ids = self.tokenizer.encode_prompt(instruction, video=True, audio=use_audio)
-        if mode == "label":
-            ids = ids + self.label_suffix_ids
         embeds = self.model.embed(ids, video_embeds, audio_embeds)
         lap("embed")
-        if mode == "label":
-            return self._label_result(embeds, audio_state, timings, lap)
         if self.model.device.type == "cuda":  # launch-bound on GPUs: static KV cache + one CUDA graph per token
-            generation = static_greedy_generate(self.model.llm, embeds, self.stop_ids, max_new_tokens)
+            needed = embeds.shape[1] + max_new_tokens + 8
+            if self._decoder is None or self._decoder.max_length < needed:
+                self._decoder = StaticDecoder(self.model.llm, -(-needed // 256) * 256, compile=self.compile)
+            generation = static_greedy_generate(self.model.llm, embeds, self.stop_ids, max_new_tokens,
+                                                decoder=self._decoder)
         else:
             generation = greedy_generate(self.model.llm, embeds, self.stop_ids, max_new_tokens)
         timings["prefill"] = round(generation.prefill_ms, 3)
@@ -145,14 +152,17 @@ class TorchRecognizer:
             timings_ms=timings,
         )
 
-    def _label_result(self, embeds: torch.Tensor, audio_state: str, timings: dict, lap) -> Result:
-        length = embeds.shape[1]
-        hidden, cache = qwen2_forward(self.model.llm, embeds, torch.arange(length, device=embeds.device)[None])
-        logits = self.model.llm.lm_head(hidden[:, -1]).float()[0].cpu().numpy()
-        lap("prefill")
-        choice = choose_label(self._label_step, logits, cache, length, self.label_sequences)
-        lap("decode")
-        timings["prompt_tokens"] = length
+    def _label_result(self, forward: LabelForward, pixels, mel, audio_state: str, timings: dict, lap) -> Result:
+        root, nodes = forward(pixels, mel)
+        lap("forward")  # encoders + prefill with the label trie, one CUDA graph on GPUs
+
+        def step(ids: list[int], path: tuple[int, ...], position: int):  # the trie's logits, already computed
+            path = path + tuple(ids)
+            return nodes[path], path
+
+        choice = choose_label(step, root, (), 0, self.label_sequences)
+        lap("label")
+        timings["prompt_tokens"] = forward.prompt_length
         timings["generated_tokens"] = 0
         text = f"{choice.label}</answer>"  # as the runtime: the empty reasoning and <answer> were prompt
         return Result(

@@ -1,10 +1,15 @@
 """Greedy decoding with a static KV cache, replayed as a CUDA graph on GPUs (``predict --device cuda``).
 
-Decode of a 0.5B model on a GPU is launch-bound: ~24 layers x a dozen kernels per token. Here the cache is
-preallocated to ``max_length``; each step writes its K/V in place at a position held in a device tensor and attends
-over the whole buffer with a mask, so every step has the same shapes and addresses and the step can be captured once
-as a CUDA graph and replayed per token. On the CPU the same static step runs eagerly (and is tested equal to the
-dynamic path there); the capture itself needs CUDA.
+Decode of a 0.5B model on a GPU is launch-bound: ~24 layers x a few dozen kernels per token. Here the cache is
+preallocated to ``max_length``; each step reads its token from a device tensor, writes its K/V in place at a position
+held in a device tensor, attends over the whole buffer with a mask, and leaves the greedy next token (and a copy in a
+history buffer) on the device. Every step therefore has the same shapes and addresses: it is captured once as a CUDA
+graph and replayed per token, and the host reads the tokens back only every ``chunk`` steps to look for a stop
+(a few steps past a stop are computed and dropped). Each layer's q/k/v and gate/up projections are concatenated
+into one matrix each (a snapshot of the weights taken at construction), so a token costs four matrix-vector
+products per layer instead of seven. ``compile=True`` also runs the step through ``torch.compile``
+first, fusing the norms, rotary embedding and softmax into a few kernels per layer. On the CPU the same static step
+runs eagerly (tested equal to the dynamic path there); the capture itself needs CUDA.
 """
 
 from __future__ import annotations
@@ -12,13 +17,14 @@ from __future__ import annotations
 import time
 
 import torch
+import torch.nn.functional as F
 
 from .decoder import _rotate_half, qwen2_forward, rope_inverse_frequencies
 from .generate import Generation
 
 
 class StaticDecoder:
-    def __init__(self, llm, max_length: int):
+    def __init__(self, llm, max_length: int, compile: bool = False):
         config = llm.config
         self.llm = llm
         self.max_length = max_length
@@ -31,10 +37,19 @@ class StaticDecoder:
         self.values = [torch.zeros(shape, device=self.device, dtype=self.dtype) for _ in llm.model.layers]
         self.inv_freq = rope_inverse_frequencies(llm).to(self.device)
         self.columns = torch.arange(max_length, device=self.device)
-        # the step's inputs and output live at fixed addresses (what a CUDA graph replays)
-        self.token_embed = torch.zeros(1, 1, config.hidden_size, device=self.device, dtype=self.dtype)
+        self.table = llm.get_input_embeddings().weight
+        with torch.no_grad():  # fused projections: one launch where there were three (q, k, v) and two (gate, up)
+            self.qkv = [(torch.cat([l.self_attn.q_proj.weight, l.self_attn.k_proj.weight, l.self_attn.v_proj.weight]),
+                         torch.cat([l.self_attn.q_proj.bias, l.self_attn.k_proj.bias, l.self_attn.v_proj.bias]))
+                        for l in llm.model.layers]
+            self.gate_up = [torch.cat([l.mlp.gate_proj.weight, l.mlp.up_proj.weight]) for l in llm.model.layers]
+        # the step's state lives at fixed addresses (what a CUDA graph replays)
+        self.token = torch.zeros(1, dtype=torch.long, device=self.device)
         self.position = torch.zeros(1, dtype=torch.long, device=self.device)
+        self.count = torch.zeros(1, dtype=torch.long, device=self.device)
+        self.history = torch.zeros(max_length, dtype=torch.long, device=self.device)
         self.logits = torch.zeros(1, config.vocab_size, device=self.device, dtype=torch.float32)
+        self.run_step = torch.compile(self._step, fullgraph=True, dynamic=False) if compile else self._step
         self.graph = None
 
     def prefill(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
@@ -51,19 +66,22 @@ class StaticDecoder:
         return self.llm.lm_head(hidden[:, -1]).float()
 
     def _step(self) -> None:
-        """One token at ``self.position`` from ``self.token_embed`` into ``self.logits``; static shapes only."""
+        """``self.token`` at ``self.position`` -> logits, the greedy next token into ``self.token`` and the history;
+        static shapes and in-place writes only."""
         batch, groups = 1, self.heads // self.kv_heads
         freqs = self.position.to(torch.float32)[:, None] * self.inv_freq  # (1, D/2)
         angles = torch.cat((freqs, freqs), dim=-1)[None, None]  # (1, 1, 1, D)
         cos, sin = angles.cos().to(self.dtype), angles.sin().to(self.dtype)
         mask = torch.where(self.columns <= self.position, 0.0, torch.finfo(torch.float32).min)  # (T,)
-        hidden = self.token_embed
+        hidden = self.table[self.token].view(1, 1, -1)
         for index, layer in enumerate(self.llm.model.layers):
-            attention = layer.self_attn
+            attention, mlp = layer.self_attn, layer.mlp
             x = layer.input_layernorm(hidden)
-            q = attention.q_proj(x).view(batch, 1, self.heads, self.head_dim).transpose(1, 2)
-            k = attention.k_proj(x).view(batch, 1, self.kv_heads, self.head_dim).transpose(1, 2)
-            v = attention.v_proj(x).view(batch, 1, self.kv_heads, self.head_dim).transpose(1, 2)
+            q, k, v = F.linear(x, *self.qkv[index]).split(
+                [self.heads * self.head_dim, self.kv_heads * self.head_dim, self.kv_heads * self.head_dim], dim=-1)
+            q = q.reshape(batch, 1, self.heads, self.head_dim).transpose(1, 2)
+            k = k.reshape(batch, 1, self.kv_heads, self.head_dim).transpose(1, 2)
+            v = v.reshape(batch, 1, self.kv_heads, self.head_dim).transpose(1, 2)
             q = q * cos + _rotate_half(q) * sin
             k = k * cos + _rotate_half(k) * sin
             self.keys[index].index_copy_(2, self.position, k)
@@ -73,54 +91,71 @@ class StaticDecoder:
             probs = torch.softmax(scores.float() + mask, dim=-1).to(self.dtype)
             out = torch.matmul(probs, self.values[index].unsqueeze(2)).reshape(batch, self.heads, 1, self.head_dim)
             hidden = hidden + attention.o_proj(out.transpose(1, 2).reshape(batch, 1, -1))
-            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+            gate, up = F.linear(layer.post_attention_layernorm(hidden), self.gate_up[index]).chunk(2, dim=-1)
+            hidden = hidden + mlp.down_proj(mlp.act_fn(gate) * up)
         self.logits.copy_(self.llm.lm_head(self.llm.model.norm(hidden)[:, -1]).float())
+        self.token.copy_(self.logits.argmax(-1))
+        self.history.index_copy_(0, self.count, self.token)
+        self.position.add_(1)
+        self.count.add_(1)
 
     def capture(self) -> None:
-        """Record the step once as a CUDA graph (after a warm-up on a side stream, as PyTorch requires)."""
+        """Record the step once as a CUDA graph (after warm-ups on a side stream, as PyTorch requires; they also
+        compile the step when asked)."""
         if self.device.type != "cuda":
             return
+        saved = [t.clone() for t in (self.token, self.position, self.count)]
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
-        saved = self.position.clone()
         with torch.cuda.stream(stream):
-            for _ in range(2):
-                self._step()
+            for _ in range(3):
+                self.run_step()
         torch.cuda.current_stream().wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self._step()
-        self.position.copy_(saved)  # the warm-up and capture wrote K/V at this position; the real step rewrites it
+            self.run_step()
+        for tensor, value in zip((self.token, self.position, self.count), saved):
+            tensor.copy_(value)  # the warm-ups wrote K/V past the prompt; the real steps rewrite those positions
 
-    def step(self, token: int) -> torch.Tensor:
-        table = self.llm.get_input_embeddings().weight
-        self.token_embed.copy_(table[token].view(1, 1, -1))
-        if self.graph is not None:
-            self.graph.replay()
-        else:
-            self._step()
-        self.position += 1
-        return self.logits
+    def decode(self, first: int, max_new_tokens: int, stop_ids: set[int], chunk: int = 8) -> list[int]:
+        """Greedy tokens after ``first`` (included) up to a stop id or ``max_new_tokens``."""
+        ids = [first]
+        self.token.fill_(first)
+        self.count.zero_()
+        while ids[-1] not in stop_ids and len(ids) < max_new_tokens:
+            steps = min(chunk if self.graph is not None else 1, max_new_tokens - len(ids))
+            start = len(ids) - 1
+            for _ in range(steps):
+                if self.graph is not None:
+                    self.graph.replay()
+                else:
+                    self.run_step()
+            for token in self.history[start:start + steps].tolist():  # one device-to-host read per chunk
+                ids.append(token)
+                if token in stop_ids:
+                    break
+        return ids
 
 
 @torch.inference_mode()
 def static_greedy_generate(llm, inputs_embeds: torch.Tensor, stop_ids: set[int], max_new_tokens: int,
-                           use_graph: bool | None = None) -> Generation:
-    """Greedy decoding like ``greedy_generate``, through a static cache (and a CUDA graph on GPUs)."""
+                           use_graph: bool | None = None, compile: bool = False,
+                           decoder: StaticDecoder | None = None) -> Generation:
+    """Greedy decoding like ``greedy_generate``, through a static cache (and a CUDA graph on GPUs). A ``decoder``
+    long enough for the prompt and the new tokens is reused, its graph captured (and step compiled) only once."""
     device = inputs_embeds.device
-    decoder = StaticDecoder(llm, inputs_embeds.shape[1] + max_new_tokens + 1)
+    needed = inputs_embeds.shape[1] + max_new_tokens + 8
+    if decoder is None or decoder.max_length < needed:
+        decoder = StaticDecoder(llm, needed, compile=compile)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     start = time.perf_counter()
     token = int(decoder.prefill(inputs_embeds)[0].argmax())
     sync()
     prefill_ms = (time.perf_counter() - start) * 1e3
-    if use_graph if use_graph is not None else device.type == "cuda":
+    if decoder.graph is None and (use_graph if use_graph is not None else device.type == "cuda"):
         decoder.capture()
-    ids = [token]
     start = time.perf_counter()
-    while token not in stop_ids and len(ids) < max_new_tokens:
-        token = int(decoder.step(token)[0].argmax())
-        ids.append(token)
+    ids = decoder.decode(token, max_new_tokens, stop_ids)
     sync()
     decode_ms = (time.perf_counter() - start) * 1e3
-    return Generation(ids, prefill_ms, decode_ms, inputs_embeds.shape[1], stopped=token in stop_ids)
+    return Generation(ids, prefill_ms, decode_ms, inputs_embeds.shape[1], stopped=ids[-1] in stop_ids)
