@@ -63,6 +63,8 @@ def test_predict_label_mode_with_the_pytorch_model(tiny, clips, capsys, recogniz
     assert result["probabilities"][result["label"]] == max(result["probabilities"].values())
     code, _, err = run_cli(capsys, *predict_args(tiny, clips["av"], "--free-answer", "--threads", "2"))
     assert code == 2 and "--threads, --free-answer apply to --bundle" in err
+    code, _, err = run_cli(capsys, *predict_args(tiny, clips["av"], "--compile"))
+    assert code == 2 and "--compile applies to --device cuda" in err
 
 
 def make_bin_checkpoint(tiny, tmp_path):

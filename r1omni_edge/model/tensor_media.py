@@ -45,7 +45,8 @@ def _resize_like_pillow(image: torch.Tensor, size: int) -> torch.Tensor:
         passes = [(size, width), (size, size)]
     for shape in passes:
         if tuple(x.shape[-2:]) != shape:
-            x = F.interpolate(x, size=shape, mode="bicubic", antialias=True, align_corners=False).round_().clamp_(0, 255)
+            x = F.interpolate(x, size=shape, mode="bicubic", antialias=True, align_corners=False)
+            x = x.round_().clamp_(0, 255)
     return x[0]
 
 
