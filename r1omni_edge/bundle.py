@@ -66,6 +66,7 @@ class PartSpec:
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     precision: str
+    attention: str = "onnx"  # or "com.microsoft.MultiHeadAttention": the encoders' attention fused (onnxruntime)
 
 
 @dataclass
@@ -106,6 +107,7 @@ class Manifest:
                     inputs=[TensorSpec(**t) for t in spec["inputs"]],
                     outputs=[TensorSpec(**t) for t in spec["outputs"]],
                     precision=spec["precision"],
+                    attention=spec.get("attention", "onnx"),
                 )
                 for name, spec in data["parts"].items()
             }

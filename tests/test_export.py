@@ -62,6 +62,14 @@ def test_quantized_bundles_export_and_run(precision, bundles, recognizer):
     sizes = {name: info["bytes"] for name, info in manifest.files.items()}
     fp32_sizes = {name: info["bytes"] for name, info in bundles["fp32"][0].files.items()}
     assert sizes["decoder.onnx"] < fp32_sizes["decoder.onnx"] / 2
+    import onnx
+
+    for part, name in (("vision", "vision.onnx"), ("audio", "audio.onnx")):  # onnxruntime's fused attention
+        assert manifest.parts[part].attention == "com.microsoft.MultiHeadAttention"
+        ops = [n.op_type for n in onnx.load(str(path / name), load_external_data=False).graph.node]
+        assert ops.count("MultiHeadAttention") == 2 and bundles["fp32"][0].parts[part].attention == "onnx"
+        fp32_ops = [n.op_type for n in onnx.load(str(bundles["fp32"][1] / name), load_external_data=False).graph.node]
+        assert "MultiHeadAttention" not in fp32_ops  # fp32 stays plain ONNX (TensorRT, any runtime)
     report = verify_bundle(recognizer, path, synthetic=2, max_new_tokens=16)
     assert len(report.clips) == 2 and all(c.bundle_tokens >= 1 for c in report.clips)
     by_part = {p.part: p.cosine for p in report.parts}

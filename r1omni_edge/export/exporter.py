@@ -26,7 +26,7 @@ from ..media.frames import IMAGE_SIZE
 from ..model.recognizer import TorchRecognizer
 from ..prompt import AUDIO_TOKEN_INDEX, IMAGE_TOKEN_INDEX, VIDEO_TOKEN_INDEX
 from .onnx_io import export_module
-from .parts import AudioPart, DecoderPart, VisionPart
+from .parts import FUSED_ATTENTION_OPSET, AudioPart, DecoderPart, VisionPart, fused_encoder_attention
 from .quantize import CONVERTERS
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ PART_PRECISION = {
     "int8": {"vision": "int8", "audio": "int8", "decoder": "int8"},
     "int4": {"vision": "int8", "audio": "int4", "decoder": "int4"},
 }
+# Bundles that need onnxruntime's own ops anyway also get its fused attention in the encoders (see parts.py).
+FUSED_ATTENTION_PRECISIONS = ("int8", "int4")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
@@ -109,15 +111,20 @@ def export_bundle(recognizer: TorchRecognizer, out: str | Path, options: ExportO
         audio_tokens = mel_frames // 2 // 3
         layers, kv_heads, head_dim = config.num_hidden_layers, config.num_key_value_heads, config.head_dim
 
-        start = report("vision.onnx (SigLIP to layer -2, projector, gate folded in)")
-        files += export_module(VisionPart(model, gate).eval(), (torch.zeros(frames, 3, IMAGE_SIZE, IMAGE_SIZE),),
-                               staging / PART_FILES["vision"], ["pixel_values"], ["video_embeds"], {})
-        log.info("vision exported in %.1f s", time.perf_counter() - start)
+        fused = options.precision in FUSED_ATTENTION_PRECISIONS
+        attention = "com.microsoft.MultiHeadAttention" if fused else "onnx"
+        with fused_encoder_attention(*((model.vision_tower, model.audio_tower) if fused else ())):
+            start = report("vision.onnx (SigLIP to layer -2, projector, gate folded in)")
+            files += export_module(VisionPart(model, gate).eval(), (torch.zeros(frames, 3, IMAGE_SIZE, IMAGE_SIZE),),
+                                   staging / PART_FILES["vision"], ["pixel_values"], ["video_embeds"], {},
+                                   FUSED_ATTENTION_OPSET if fused else None)
+            log.info("vision exported in %.1f s", time.perf_counter() - start)
 
-        start = report(f"audio.onnx (Whisper encoder on {options.audio_seconds} s, pool, projector)")
-        files += export_module(AudioPart(model).eval(), (torch.zeros(1, N_MELS, mel_frames),),
-                               staging / PART_FILES["audio"], ["input_features"], ["audio_embeds"], {})
-        log.info("audio exported in %.1f s", time.perf_counter() - start)
+            start = report(f"audio.onnx (Whisper encoder on {options.audio_seconds} s, pool, projector)")
+            files += export_module(AudioPart(model).eval(), (torch.zeros(1, N_MELS, mel_frames),),
+                                   staging / PART_FILES["audio"], ["input_features"], ["audio_embeds"], {},
+                                   FUSED_ATTENTION_OPSET if fused else None)
+            log.info("audio exported in %.1f s", time.perf_counter() - start)
 
         start = report(f"decoder.onnx (Qwen2, {layers} layers, KV cache in and out)")
         past_names = [n for i in range(layers) for n in (past_key_name(i), past_value_name(i))]
@@ -154,9 +161,11 @@ def export_bundle(recognizer: TorchRecognizer, out: str | Path, options: ExportO
         parts = {
             "vision": PartSpec(PART_FILES["vision"], [TensorSpec("pixel_values", [frames, 3, IMAGE_SIZE, IMAGE_SIZE],
                                                                  "float32")],
-                               [TensorSpec("video_embeds", [visual_tokens, hidden], "float32")], precisions["vision"]),
+                               [TensorSpec("video_embeds", [visual_tokens, hidden], "float32")], precisions["vision"],
+                               attention),
             "audio": PartSpec(PART_FILES["audio"], [TensorSpec("input_features", [1, N_MELS, mel_frames], "float32")],
-                              [TensorSpec("audio_embeds", [audio_tokens, hidden], "float32")], precisions["audio"]),
+                              [TensorSpec("audio_embeds", [audio_tokens, hidden], "float32")], precisions["audio"],
+                              attention),
             "decoder": PartSpec(
                 PART_FILES["decoder"],
                 [TensorSpec("inputs_embeds", [1, "sequence", hidden], "float32"),

@@ -30,7 +30,8 @@ def save_model(model, path: Path) -> list[str]:
 
 
 def export_module(module: torch.nn.Module, args: tuple, path: Path, input_names: list[str],
-                  output_names: list[str], dynamic_axes: dict[str, dict[int, str]]) -> list[str]:
+                  output_names: list[str], dynamic_axes: dict[str, dict[int, str]],
+                  custom_opsets: dict[str, int] | None = None) -> list[str]:
     """Trace ``module`` to ONNX at ``path`` (float32, opset 17) and return the files written."""
     import onnx
 
@@ -41,6 +42,6 @@ def export_module(module: torch.nn.Module, args: tuple, path: Path, input_names:
         with torch.no_grad():
             torch.onnx.export(module, args, str(traced), dynamo=False, opset_version=OPSET,
                               input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes,
-                              do_constant_folding=True)
+                              do_constant_folding=True, custom_opsets=custom_opsets)
         model = onnx.load(str(traced))  # pulls in any per-tensor external files the tracer wrote
         return save_model(model, path)
