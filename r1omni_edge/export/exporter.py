@@ -31,13 +31,15 @@ from .quantize import CONVERTERS
 
 log = logging.getLogger(__name__)
 
-# Which conversion each part gets at each bundle precision. Vision stays int8 in the int4 bundle: its projector is
-# convolutional and SigLIP-base is small, so 4 bits would buy little time for a visible loss.
+# Which conversion each part gets at each bundle precision. The int4 bundle's 4 bits go where they pay: the decoder,
+# whose token-by-token decode reads every weight per token (memory-bound). The encoders run long sequences through
+# their matrices (compute-bound), where onnxruntime's 4-bit MatMulNBits was 3.7x slower than dynamic int8 on the
+# Whisper encoder (8.9 s against 2.4 s on 2 cores, benchmarks/results/latency.json of 2026-11-26), so they stay int8.
 PART_PRECISION = {
     "fp32": {"vision": "fp32", "audio": "fp32", "decoder": "fp32"},
     "fp16": {"vision": "fp16", "audio": "fp16", "decoder": "fp16"},
     "int8": {"vision": "int8", "audio": "int8", "decoder": "int8"},
-    "int4": {"vision": "int8", "audio": "int4", "decoder": "int4"},
+    "int4": {"vision": "int8", "audio": "int8", "decoder": "int4"},
 }
 # Bundles that need onnxruntime's own ops anyway also get its fused attention in the encoders (see parts.py).
 FUSED_ATTENTION_PRECISIONS = ("int8", "int4")
