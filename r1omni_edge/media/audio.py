@@ -62,17 +62,22 @@ def pad_or_trim(audio: np.ndarray, length: int = N_SAMPLES) -> np.ndarray:
     return np.pad(audio, (0, length - audio.shape[0]))
 
 
-def log_mel(audio: np.ndarray, n_mels: int = N_MELS, seconds: int = CHUNK_SECONDS) -> np.ndarray:
-    """Mono 16 kHz float audio -> (n_mels, 100 * seconds) float32 log-mel, exactly as Whisper-large-v3 expects.
-
-    ``seconds`` is 30 for the published model; a shorter window is an explicit edge opt-in (export --audio-seconds).
-    """
+def check_waveform(audio) -> np.ndarray:
+    """Mono samples as an array, or a MediaError saying what is wrong with them."""
     audio = np.asarray(audio)
     if audio.ndim != 1:
         raise MediaError(f"audio must be mono, a 1-D array of samples; got shape {tuple(audio.shape)}")
     if not np.all(np.isfinite(audio)):
         raise MediaError("audio holds NaN or infinite samples; check the microphone or the decoder")
-    waveform = pad_or_trim(audio, seconds * SAMPLE_RATE).astype(np.float64)
+    return audio
+
+
+def log_mel(audio: np.ndarray, n_mels: int = N_MELS, seconds: int = CHUNK_SECONDS) -> np.ndarray:
+    """Mono 16 kHz float audio -> (n_mels, 100 * seconds) float32 log-mel, exactly as Whisper-large-v3 expects.
+
+    ``seconds`` is 30 for the published model; a shorter window is an explicit edge opt-in (export --audio-seconds).
+    """
+    waveform = pad_or_trim(check_waveform(audio), seconds * SAMPLE_RATE).astype(np.float64)
     padded = np.pad(waveform, (N_FFT // 2, N_FFT // 2), mode="reflect")
     n_frames = 1 + (padded.shape[0] - N_FFT) // HOP_LENGTH
     strides = (padded.strides[0] * HOP_LENGTH, padded.strides[0])

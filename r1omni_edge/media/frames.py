@@ -40,13 +40,33 @@ def _pad_to_square(image: Image.Image) -> Image.Image:
     return canvas
 
 
-def preprocess_frame(frame: np.ndarray, mode: str = "stretch", size: int = IMAGE_SIZE) -> np.ndarray:
-    """One RGB uint8 frame (H, W, 3) -> float32 (3, size, size) in [-1, 1], resized as Pillow's BICUBIC does."""
+def check_resize_mode(mode: str) -> None:
     if mode not in RESIZE_MODES:
         raise MediaError(f"resize mode {mode!r} is not one of {RESIZE_MODES}")
+
+
+def rgb_frame(frame) -> np.ndarray:
+    """A frame as a contiguous (H, W, 3) uint8 array, or a MediaError saying what it is instead."""
+    frame = np.asarray(frame)
     if frame.ndim != 3 or frame.shape[2] != 3:
         raise MediaError(f"a frame must be an RGB array of shape (H, W, 3), got shape {tuple(frame.shape)}")
-    image = Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8), "RGB")
+    return np.ascontiguousarray(frame, dtype=np.uint8)
+
+
+def model_frames(frames, num_frames: int = NUM_FRAMES) -> list:
+    """The frames the model sees: at least one, and more than ``num_frames`` sampled down with the published rule."""
+    frames = list(frames)
+    if not frames:
+        raise MediaError("no frames: the clip or camera gave no picture, so there is nothing to recognise")
+    if len(frames) > num_frames:
+        frames = [frames[i] for i in sample_indices(len(frames), num_frames)]
+    return frames
+
+
+def preprocess_frame(frame: np.ndarray, mode: str = "stretch", size: int = IMAGE_SIZE) -> np.ndarray:
+    """One RGB uint8 frame (H, W, 3) -> float32 (3, size, size) in [-1, 1], resized as Pillow's BICUBIC does."""
+    check_resize_mode(mode)
+    image = Image.fromarray(rgb_frame(frame), "RGB")
     if mode == "pad":
         image = _pad_to_square(image)
     image = image.resize((size, size), Image.Resampling.BICUBIC)
@@ -65,12 +85,7 @@ def frames_to_pixels(
 
     More frames than ``num_frames`` are sampled down with the published rule first.
     """
-    frames = list(frames)
-    if not frames:
-        raise MediaError("no frames: the clip or camera gave no picture, so there is nothing to recognise")
-    if len(frames) > num_frames:
-        frames = [frames[i] for i in sample_indices(len(frames), num_frames)]
-    pixels = [preprocess_frame(np.asarray(f), mode, size) for f in frames]
+    pixels = [preprocess_frame(f, mode, size) for f in model_frames(frames, num_frames)]
     black = preprocess_frame(np.zeros((size, size, 3), np.uint8), "stretch", size)
     pixels += [black] * (num_frames - len(pixels))
     return np.stack(pixels)

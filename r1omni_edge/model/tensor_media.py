@@ -16,9 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import MediaError
-from ..media.audio import CHUNK_SECONDS, HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE, mel_filters
-from ..media.frames import IMAGE_MEAN, IMAGE_SIZE, IMAGE_STD, NUM_FRAMES, PAD_COLOR, RESIZE_MODES, sample_indices
+from ..media.audio import CHUNK_SECONDS, HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE, check_waveform, mel_filters
+from ..media.frames import (IMAGE_MEAN, IMAGE_SIZE, IMAGE_STD, NUM_FRAMES, PAD_COLOR, check_resize_mode, model_frames,
+                            rgb_frame)
 
 
 def _pad_to_square(image: torch.Tensor) -> torch.Tensor:
@@ -53,19 +53,10 @@ def _resize_like_pillow(image: torch.Tensor, size: int) -> torch.Tensor:
 def frames_to_pixels_tensor(frames: Sequence[np.ndarray], device: torch.device | str, mode: str = "stretch",
                             num_frames: int = NUM_FRAMES, size: int = IMAGE_SIZE) -> torch.Tensor:
     """``media.frames_to_pixels`` on ``device``: RGB uint8 frames -> (num_frames, 3, size, size) float32."""
-    if mode not in RESIZE_MODES:
-        raise MediaError(f"resize mode {mode!r} is not one of {RESIZE_MODES}")
-    frames = list(frames)
-    if not frames:
-        raise MediaError("no frames: the clip or camera gave no picture, so there is nothing to recognise")
-    if len(frames) > num_frames:
-        frames = [frames[i] for i in sample_indices(len(frames), num_frames)]
+    check_resize_mode(mode)
     resized = []
-    for frame in frames:
-        frame = np.asarray(frame)
-        if frame.ndim != 3 or frame.shape[2] != 3:
-            raise MediaError(f"a frame must be an RGB array of shape (H, W, 3), got shape {tuple(frame.shape)}")
-        image = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.uint8)).to(device).permute(2, 0, 1)
+    for frame in model_frames(frames, num_frames):
+        image = torch.from_numpy(rgb_frame(frame)).to(device).permute(2, 0, 1)
         if mode == "pad":
             image = _pad_to_square(image)
         resized.append(_resize_like_pillow(image, size))
@@ -84,11 +75,7 @@ _FILTERS: dict[tuple[int, str], torch.Tensor] = {}
 def log_mel_tensor(audio: np.ndarray, device: torch.device | str, n_mels: int = N_MELS,
                    seconds: int = CHUNK_SECONDS) -> torch.Tensor:
     """``media.log_mel`` on ``device``: mono 16 kHz audio -> (n_mels, 100 * seconds) float32."""
-    audio = np.asarray(audio)
-    if audio.ndim != 1:
-        raise MediaError(f"audio must be mono, a 1-D array of samples; got shape {tuple(audio.shape)}")
-    if not np.all(np.isfinite(audio)):
-        raise MediaError("audio holds NaN or infinite samples; check the microphone or the decoder")
+    audio = check_waveform(audio)
     length = seconds * SAMPLE_RATE
     waveform = torch.zeros(length, dtype=torch.float32, device=device)
     clip = torch.from_numpy(np.ascontiguousarray(audio[:length], dtype=np.float32)).to(device)
