@@ -24,6 +24,29 @@ def rope_inverse_frequencies(llm) -> torch.Tensor:
     return 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
 
 
+def rotary(position_ids: torch.Tensor, inv_freq: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE (cos, sin) for positions (B, S): each (B, 1, S, head_dim), broadcast over the heads."""
+    freqs = position_ids.to(torch.float32)[..., None] * inv_freq  # (B, S, D/2)
+    angles = torch.cat((freqs, freqs), dim=-1)[:, None]  # (B, 1, S, D)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    return x * cos + _rotate_half(x) * sin
+
+
+def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Grouped-query attention without repeating K/V: q (B, heads, S, D) against k, v (B, kv_heads, T, D), an
+    additive float32 ``mask`` broadcast to (S, T); softmax in float32. -> (B, S, heads * D)."""
+    batch, heads, length, head_dim = q.shape
+    kv_heads = k.shape[1]
+    qg = q.reshape(batch, kv_heads, heads // kv_heads, length, head_dim)  # (B, kv, groups, S, D)
+    scores = torch.matmul(qg, k.unsqueeze(2).transpose(-1, -2)) * (head_dim ** -0.5)
+    probs = torch.softmax(scores.float() + mask, dim=-1).to(v.dtype)
+    out = torch.matmul(probs, v.unsqueeze(2)).reshape(batch, heads, length, head_dim)
+    return out.transpose(1, 2).reshape(batch, length, heads * head_dim)
+
+
 def qwen2_forward(llm, inputs_embeds: torch.Tensor, position_ids: torch.Tensor,
                   past: Sequence[torch.Tensor] | None = None,
                   inv_freq: torch.Tensor | None = None,
@@ -35,7 +58,6 @@ def qwen2_forward(llm, inputs_embeds: torch.Tensor, position_ids: torch.Tensor,
     batch, length = inputs_embeds.shape[0], inputs_embeds.shape[1]
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
     head_dim = config.hidden_size // heads
-    groups = heads // kv_heads
     layers = llm.model.layers
     if past is None:
         empty = inputs_embeds.new_zeros(batch, kv_heads, 0, head_dim)
@@ -43,12 +65,10 @@ def qwen2_forward(llm, inputs_embeds: torch.Tensor, position_ids: torch.Tensor,
     past_length = past[0].shape[2]
     if inv_freq is None:
         inv_freq = rope_inverse_frequencies(llm).to(inputs_embeds.device)
-    freqs = position_ids.to(torch.float32)[..., None] * inv_freq  # (B, S, D/2)
-    angles = torch.cat((freqs, freqs), dim=-1)[:, None]  # (B, 1, S, D)
-    cos, sin = angles.cos().to(inputs_embeds.dtype), angles.sin().to(inputs_embeds.dtype)
-    rows = torch.arange(length, device=inputs_embeds.device)[:, None] + past_length
-    cols = torch.arange(past_length + length, device=inputs_embeds.device)[None, :]
+    cos, sin = rotary(position_ids, inv_freq, inputs_embeds.dtype)
     if mask is None:
+        rows = torch.arange(length, device=inputs_embeds.device)[:, None] + past_length
+        cols = torch.arange(past_length + length, device=inputs_embeds.device)[None, :]
         mask = torch.where(cols <= rows, 0.0, torch.finfo(torch.float32).min)  # (S, P + S): causal over the cache
     hidden = inputs_embeds
     presents: list[torch.Tensor] = []
@@ -58,16 +78,10 @@ def qwen2_forward(llm, inputs_embeds: torch.Tensor, position_ids: torch.Tensor,
         q = attention.q_proj(x).view(batch, length, heads, head_dim).transpose(1, 2)
         k = attention.k_proj(x).view(batch, length, kv_heads, head_dim).transpose(1, 2)
         v = attention.v_proj(x).view(batch, length, kv_heads, head_dim).transpose(1, 2)
-        q = q * cos + _rotate_half(q) * sin
-        k = k * cos + _rotate_half(k) * sin
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         k = torch.cat((past[2 * index], k), dim=2)
         v = torch.cat((past[2 * index + 1], v), dim=2)
         presents += [k, v]
-        # grouped-query attention without repeating K/V: (B, kv, groups, S, D) against (B, kv, 1, T, D)
-        qg = q.reshape(batch, kv_heads, groups, length, head_dim)
-        scores = torch.matmul(qg, k.unsqueeze(2).transpose(-1, -2)) * (head_dim ** -0.5)
-        probs = torch.softmax(scores.float() + mask, dim=-1).to(v.dtype)
-        out = torch.matmul(probs, v.unsqueeze(2)).reshape(batch, heads, length, head_dim)
-        hidden = hidden + attention.o_proj(out.transpose(1, 2).reshape(batch, length, -1))
+        hidden = hidden + attention.o_proj(grouped_attention(q, k, v, mask))
         hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
     return llm.model.norm(hidden), presents

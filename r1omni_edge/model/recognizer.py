@@ -17,7 +17,7 @@ from .checkpoint import LoadReport, load_model
 from .generate import greedy_generate
 from .label_graph import LabelForward
 from .omni import OmniModel
-from .static_decode import StaticDecoder, static_greedy_generate
+from .static_decode import StaticDecoder, fitting_decoder, static_greedy_generate
 from .tensor_media import frames_to_pixels_tensor, log_mel_tensor
 from .towers import load_bert_tokenizer
 
@@ -127,9 +127,8 @@ class TorchRecognizer:
         embeds = self.model.embed(ids, video_embeds, audio_embeds)
         lap("embed")
         if self.model.device.type == "cuda":  # launch-bound on GPUs: static KV cache + one CUDA graph per token
-            needed = embeds.shape[1] + max_new_tokens + 8
-            if self._decoder is None or self._decoder.max_length < needed:
-                self._decoder = StaticDecoder(self.model.llm, -(-needed // 256) * 256, compile=self.compile)
+            self._decoder = fitting_decoder(self.model.llm, self._decoder, embeds.shape[1], max_new_tokens,
+                                            self.compile)
             generation = static_greedy_generate(self.model.llm, embeds, self.stop_ids, max_new_tokens,
                                                 decoder=self._decoder)
         else:

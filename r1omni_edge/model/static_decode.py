@@ -19,7 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .decoder import _rotate_half, qwen2_forward, rope_inverse_frequencies
+from .decoder import apply_rotary, grouped_attention, qwen2_forward, rope_inverse_frequencies, rotary
 from .generate import Generation
 
 
@@ -68,10 +68,8 @@ class StaticDecoder:
     def _step(self) -> None:
         """``self.token`` at ``self.position`` -> logits, the greedy next token into ``self.token`` and the history;
         static shapes and in-place writes only."""
-        batch, groups = 1, self.heads // self.kv_heads
-        freqs = self.position.to(torch.float32)[:, None] * self.inv_freq  # (1, D/2)
-        angles = torch.cat((freqs, freqs), dim=-1)[None, None]  # (1, 1, 1, D)
-        cos, sin = angles.cos().to(self.dtype), angles.sin().to(self.dtype)
+        batch = 1
+        cos, sin = rotary(self.position[None], self.inv_freq, self.dtype)  # (1, 1, 1, D)
         mask = torch.where(self.columns <= self.position, 0.0, torch.finfo(torch.float32).min)  # (T,)
         hidden = self.table[self.token].view(1, 1, -1)
         for index, layer in enumerate(self.llm.model.layers):
@@ -82,15 +80,10 @@ class StaticDecoder:
             q = q.reshape(batch, 1, self.heads, self.head_dim).transpose(1, 2)
             k = k.reshape(batch, 1, self.kv_heads, self.head_dim).transpose(1, 2)
             v = v.reshape(batch, 1, self.kv_heads, self.head_dim).transpose(1, 2)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
             self.keys[index].index_copy_(2, self.position, k)
             self.values[index].index_copy_(2, self.position, v)
-            qg = q.reshape(batch, self.kv_heads, groups, 1, self.head_dim)
-            scores = torch.matmul(qg, self.keys[index].unsqueeze(2).transpose(-1, -2)) * (self.head_dim ** -0.5)
-            probs = torch.softmax(scores.float() + mask, dim=-1).to(self.dtype)
-            out = torch.matmul(probs, self.values[index].unsqueeze(2)).reshape(batch, self.heads, 1, self.head_dim)
-            hidden = hidden + attention.o_proj(out.transpose(1, 2).reshape(batch, 1, -1))
+            hidden = hidden + attention.o_proj(grouped_attention(q, self.keys[index], self.values[index], mask))
             gate, up = F.linear(layer.post_attention_layernorm(hidden), self.gate_up[index]).chunk(2, dim=-1)
             hidden = hidden + mlp.down_proj(mlp.act_fn(gate) * up)
         self.logits.copy_(self.llm.lm_head(self.llm.model.norm(hidden)[:, -1]).float())
@@ -137,6 +130,16 @@ class StaticDecoder:
         return ids
 
 
+def fitting_decoder(llm, decoder: StaticDecoder | None, prompt_length: int, max_new_tokens: int,
+                    compile: bool = False) -> StaticDecoder:
+    """``decoder`` if it holds the prompt, the new tokens and the capture's warm-up steps; else a new one, rounded up
+    to 256 positions so that the next clips (and its CUDA graph) reuse it."""
+    needed = prompt_length + max_new_tokens + 8
+    if decoder is not None and decoder.max_length >= needed:
+        return decoder
+    return StaticDecoder(llm, -(-needed // 256) * 256, compile=compile)
+
+
 @torch.inference_mode()
 def static_greedy_generate(llm, inputs_embeds: torch.Tensor, stop_ids: set[int], max_new_tokens: int,
                            use_graph: bool | None = None, compile: bool = False,
@@ -144,9 +147,7 @@ def static_greedy_generate(llm, inputs_embeds: torch.Tensor, stop_ids: set[int],
     """Greedy decoding like ``greedy_generate``, through a static cache (and a CUDA graph on GPUs). A ``decoder``
     long enough for the prompt and the new tokens is reused, its graph captured (and step compiled) only once."""
     device = inputs_embeds.device
-    needed = inputs_embeds.shape[1] + max_new_tokens + 8
-    if decoder is None or decoder.max_length < needed:
-        decoder = StaticDecoder(llm, needed, compile=compile)
+    decoder = fitting_decoder(llm, decoder, inputs_embeds.shape[1], max_new_tokens, compile)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     start = time.perf_counter()
     token = int(decoder.prefill(inputs_embeds)[0].argmax())

@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from ..bundle import EMBEDDINGS_FILE, TOKENIZER_DIR, Manifest, load_bundle
+from ..label_choice import label_sequences
 from ..labels import normalize_label
 from ..media import SAMPLE_RATE, decode_clip, frames_to_pixels, log_mel, resample, silence
-from ..prompt import parse_answer
+from ..prompt import LABEL_ONLY_SUFFIX, parse_answer
 from ..result import Result
 from .backends import Backend, make_backend
-from ..label_choice import label_sequences
-from ..prompt import LABEL_ONLY_SUFFIX
 from .generation import Vocabulary, generate
 
 MODES = ("full", "label")
