@@ -15,13 +15,14 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..bundle import (EMBEDDINGS_FILE, PART_FILES, PRECISIONS, TOKENIZER_DIR, Manifest, PartSpec, TensorSpec,
-                      describe_files, past_key_name, past_value_name, present_key_name, present_value_name,
+from ..bundle import (EMBEDDINGS_FILE, MANIFEST, PART_FILES, PRECISIONS, TOKENIZER_DIR, BundleError, GenerationSpec,
+                      Manifest, ModelSpec, PartSpec, PreprocessSpec, PromptSpec, TensorSpec, TokenSpec, describe_files,
+                      past_key_name, past_value_name, present_key_name, present_value_name, read_manifest,
                       write_manifest)
 from ..errors import InputError
-from ..files import atomic_directory
+from ..files import atomic_directory, check_output_dir
 from ..labels import label_set
-from ..media.audio import CHUNK_SECONDS, N_MELS
+from ..media.audio import CHUNK_SECONDS, N_MELS, SAMPLE_RATE
 from ..media.frames import IMAGE_SIZE
 from ..model.recognizer import TorchRecognizer
 from ..prompt import AUDIO_TOKEN_INDEX, IMAGE_TOKEN_INDEX, VIDEO_TOKEN_INDEX
@@ -66,12 +67,12 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _prompt_pieces(recognizer: TorchRecognizer, instruction: str) -> dict[str, dict[str, list[int]]]:
+def _prompt_pieces(recognizer: TorchRecognizer, instruction: str) -> dict[str, PromptSpec]:
     pieces = {}
     for name, audio in (("video_audio", True), ("video_only", False)):
         ids = recognizer.tokenizer.encode_prompt(instruction, video=True, audio=audio)
         first = next(i for i, t in enumerate(ids) if t < 0)
-        pieces[name] = {"ids": ids, "prefix_ids": ids[:first]}
+        pieces[name] = PromptSpec(ids=ids, prefix_ids=ids[:first])
     return pieces
 
 
@@ -86,10 +87,25 @@ def _check_options(options: ExportOptions) -> None:
         raise InputError(str(exc)) from None
 
 
+def previous_bundle(directory: Path) -> set[str] | None:
+    """The files an earlier export wrote into ``directory`` (its manifest's list), or None when it holds no bundle."""
+    try:
+        manifest = read_manifest(directory)
+    except BundleError:
+        return None
+    return set(manifest.files) | {MANIFEST}
+
+
 def export_bundle(recognizer: TorchRecognizer, out: str | Path, options: ExportOptions,
-                  progress: Callable[[str], None] = lambda message: None) -> Manifest:
-    """Write the bundle into ``out`` (replaced atomically when it already exists)."""
+                  progress: Callable[[str], None] = lambda message: None, overwrite: bool = False) -> Manifest:
+    """Write the bundle into ``out``: a new or empty directory, or (with ``overwrite``) an earlier bundle, which is
+    then replaced atomically. Never a directory that holds anything else, and never one of the model's inputs."""
     _check_options(options)
+    report = recognizer.report
+    inputs = {"--model": report.checkpoint if report else None}
+    if report:
+        inputs.update({f"the {name} tower": path for name, path in report.towers.items()})
+    check_output_dir(out, inputs, overwrite, previous_bundle)
     model = recognizer.model.float().eval()
     config = model.config
     instruction = options.instruction or recognizer.instruction
@@ -180,27 +196,27 @@ def export_bundle(recognizer: TorchRecognizer, out: str | Path, options: ExportO
         tokenizer = recognizer.tokenizer
         manifest = Manifest(
             precision=options.precision,
-            model={"hidden_size": hidden, "num_layers": layers, "num_heads": config.num_attention_heads,
-                   "num_kv_heads": kv_heads, "head_dim": head_dim, "vocab_size": config.vocab_size,
-                   "num_frames": frames, "image_size": IMAGE_SIZE, "visual_tokens": visual_tokens,
-                   "audio_tokens": audio_tokens, "audio_seconds": options.audio_seconds, "n_mels": N_MELS,
-                   "max_positions": config.max_position_embeddings,
-                   "source_checkpoint": Path(recognizer.report.checkpoint).name if recognizer.report else None},
+            model=ModelSpec(hidden_size=hidden, num_layers=layers, num_heads=config.num_attention_heads,
+                            num_kv_heads=kv_heads, head_dim=head_dim, vocab_size=config.vocab_size,
+                            num_frames=frames, image_size=IMAGE_SIZE, visual_tokens=visual_tokens,
+                            audio_tokens=audio_tokens, audio_seconds=options.audio_seconds, n_mels=N_MELS,
+                            max_positions=config.max_position_embeddings,
+                            source_checkpoint=Path(recognizer.report.checkpoint).name if recognizer.report else None),
             parts=parts,
             files=describe_files(staging, files),
-            tokens={"eos_id": tokenizer.eos_id, "pad_id": tokenizer.pad_id,
-                    "stop_ids": sorted({tokenizer.eos_id, tokenizer.pad_id}),
-                    "placeholders": {"video": VIDEO_TOKEN_INDEX, "audio": AUDIO_TOKEN_INDEX,
-                                     "image": IMAGE_TOKEN_INDEX}},
+            tokens=TokenSpec(eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
+                             stop_ids=sorted({tokenizer.eos_id, tokenizer.pad_id}),
+                             placeholders={"video": VIDEO_TOKEN_INDEX, "audio": AUDIO_TOKEN_INDEX,
+                                           "image": IMAGE_TOKEN_INDEX}),
             instruction=instruction,
             gate=[round(float(g), 8) for g in gate],
             prompt=_prompt_pieces(recognizer, instruction),
             labels=list(label_set(options.labels)),
             label_set=options.labels,
-            generation={"max_new_tokens": options.max_new_tokens, "greedy": True},
-            preprocess={"resize_mode": options.resize_mode, "num_frames": frames, "image_size": IMAGE_SIZE,
-                        "sample_rate": 16000, "audio_seconds": options.audio_seconds,
-                        "missing_audio": "silence"},
+            generation=GenerationSpec(max_new_tokens=options.max_new_tokens, greedy=True),
+            preprocess=PreprocessSpec(resize_mode=options.resize_mode, num_frames=frames, image_size=IMAGE_SIZE,
+                                      sample_rate=SAMPLE_RATE, audio_seconds=options.audio_seconds,
+                                      missing_audio="silence"),
             tools=_versions(),
         )
         write_manifest(staging, manifest)

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..bundle import (ENGINES_DIR, Manifest, describe_files, load_bundle, past_key_name, past_value_name,
+from ..bundle import (ENGINES_DIR, EnginePartSpec, EnginesSpec, Manifest, describe_files, load_bundle, past_key_name, past_value_name,
                       write_manifest)
 from ..errors import InputError
 from ..runtime.tensorrt_backend import import_tensorrt
@@ -97,15 +97,15 @@ def build_engine(trt, onnx_path: Path, engine_path: Path, profiles, flags: dict[
     timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
 
 
-def engines_entry(trt_version: str, device: str, flags: dict[str, Any], profiles: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "tensorrt_version": trt_version,
-        "device": device,
-        "flags": flags,
-        "parts": {part: {"file": f"{ENGINES_DIR}/{part}.plan", "profiles": [
-            {name: [list(s) for s in shapes] for name, shapes in p.items()} for p in plist]}
+def engines_entry(trt_version: str, device: str, flags: dict[str, Any], profiles: dict[str, Any]) -> EnginesSpec:
+    return EnginesSpec(
+        tensorrt_version=trt_version,
+        device=device,
+        flags=flags,
+        parts={part: EnginePartSpec(file=f"{ENGINES_DIR}/{part}.plan", profiles=[
+            {name: [list(s) for s in shapes] for name, shapes in p.items()} for p in plist])
             for part, plist in profiles.items()},
-    }
+    )
 
 
 def build_engines(bundle_dir: str | Path, fp16: bool = False, int8: bool = False,
