@@ -26,3 +26,8 @@ class CheckpointError(InputError):
 
 class ConfigError(CheckpointError):
     """A config.json is missing fields or describes a model this project does not build."""
+
+
+class OutputError(InputError):
+    """An output (a bundle, a checkpoint, a JSONL file) cannot be written where the user asked, or writing it there
+    would replace something the command did not write."""

@@ -1,14 +1,102 @@
-"""Writing a directory all at once: build it beside the target, then swap it in, so a crash never leaves a
-half-written checkpoint or bundle where a good one was. Torch-free."""
+"""Writing outputs safely: never over something the command did not write, never inside one of its own inputs, and
+all at once (build beside the target, then swap it in), so a crash never leaves a half-written checkpoint or bundle
+where a good one was. Any OS error becomes one OutputError that names the path. Torch-free."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
+
+from .errors import OutputError
+
+ADVICE = {
+    errno.EROFS: "the file system is read-only; choose a path on a writable disk",
+    errno.EACCES: "permission denied; choose a path you may write, or fix its permissions",
+    errno.EPERM: "permission denied; choose a path you may write, or fix its permissions",
+    errno.ENOSPC: "the disk is full; free space or choose another disk",
+    errno.EDQUOT: "the disk quota is exceeded; free space or choose another disk",
+    errno.EISDIR: "it is a directory; give a file path",
+    errno.ENOTDIR: "a part of the path is a file, not a directory",
+    errno.ENAMETOOLONG: "the path is too long",
+}
+
+
+def output_error(path: str | Path, exc: OSError, doing: str = "cannot write") -> OutputError:
+    """One line naming the path, what failed and what to do."""
+    reason = exc.strerror or str(exc)
+    advice = ADVICE.get(exc.errno, "check the path and the disk")
+    return OutputError(f"{path}: {doing} ({reason}); {advice}")
+
+
+def _resolved(path: str | Path) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def _within(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def refuse_inputs(out: str | Path, inputs: dict[str, str | Path | None], option: str = "--out",
+                  holding: bool = False) -> None:
+    """An output equal to an input or inside one (or, with ``holding``, one that holds an input: replacing it would
+    delete the input) is refused."""
+    target = _resolved(out)
+    for name, path in inputs.items():
+        if path is None:
+            continue
+        source = _resolved(path)
+        if _within(target, source) or (holding and _within(source, target)):
+            where = "is" if target == source else ("is inside" if _within(target, source) else "holds")
+            raise OutputError(f"{option} {out} {where} {name} {path}: writing there would change your input; "
+                              f"choose a directory of its own for {option}")
+
+
+def writable_directory(path: str | Path, option: str) -> None:
+    """Create ``path`` if needed and make sure files can be created in it, or an OutputError naming it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".r1omni-write-check-"):
+            pass
+    except OSError as exc:
+        raise output_error(path, exc, f"{option}: cannot write there") from None
+
+
+def check_output_dir(out: str | Path, inputs: dict[str, str | Path | None], overwrite: bool = False,
+                     previous: Callable[[Path], set[str] | None] = lambda path: None, option: str = "--out") -> None:
+    """Refuse an output directory that would destroy something the command did not write.
+
+    - equal to an input, inside one, or holding one (replacing it would delete the input);
+    - an existing file, or a non-empty directory that is not a previous output of this command;
+    - a previous output (``previous(path)`` returns the set of relative paths it wrote) without ``overwrite``, or
+      one that also holds files of the user's own.
+    """
+    refuse_inputs(out, inputs, option, holding=True)
+    target = _resolved(out)
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise OutputError(f"{option} {out}: exists and is not a directory; choose a new directory")
+    present = {str(p.relative_to(target)) for p in target.rglob("*") if not p.is_dir()}
+    if not present:
+        return
+    written = previous(target)
+    if written is None:
+        raise OutputError(f"{option} {out}: the directory is not empty and holds no earlier output of this command "
+                          f"({len(present)} file(s)); nothing was written. Choose a new or empty directory")
+    foreign = sorted(present - written)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else "")
+        raise OutputError(f"{option} {out}: holds files that are not part of the earlier output ({shown}); move "
+                          f"them away, or choose a new directory")
+    if not overwrite:
+        raise OutputError(f"{option} {out}: holds an earlier output; pass --overwrite to replace it, or choose a "
+                          "new directory")
 
 
 def _umask() -> int:
@@ -28,10 +116,14 @@ def _ordinary_permissions(root: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(target: str | Path) -> Iterator[Path]:
-    """Yield an empty staging directory; on success it replaces ``target``, on failure it is removed."""
+    """Yield an empty staging directory; on success it replaces ``target``, on failure it is removed. An OS error
+    while writing becomes an OutputError naming ``target``. Callers check ``target`` first (check_output_dir)."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as exc:
+        raise output_error(target, exc) from None
     try:
         yield staging
         _ordinary_permissions(staging)
@@ -43,6 +135,11 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(staging, target)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if exc.filename and not _within(_resolved(exc.filename), _resolved(target.parent)):
+            raise  # reading an input failed, not writing the output
+        raise output_error(target, exc) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
