@@ -14,10 +14,10 @@ from pathlib import Path
 from .bundle import MANIFEST
 
 TOY_DIR = Path(__file__).parent / "synthetic" / "toy_model"
+NOT_REAL_FIRST = ("NOTE: the demo model is a toy R1-Omni of the same architecture (tiny, trained on a synthetic task "
+                  "of 4 colours and tones), not the published checkpoint: it knows nothing of faces or voices.")
 NOT_REAL = (
-    "NOTE: the demo model is a toy R1-Omni of the same architecture (tiny, trained on a synthetic task of 4 colours "
-    "and tones), not the published checkpoint: it knows nothing of faces or voices. With the real R1-Omni-0.5B and "
-    "its towers in models/:\n"
+    f"{NOT_REAL_FIRST} With the real R1-Omni-0.5B and its towers in models/:\n"
     "  r1omni-edge export --model models/R1-Omni-0.5B --models-dir models --out bundles/r1omni-int8 --precision int8\n"
     "  r1omni-edge live --bundle bundles/r1omni-int8 --camera 0 --show"
 )
@@ -52,11 +52,11 @@ def prepare(directory: Path, precision: str = "fp32") -> tuple[Path, Path, list]
     return bundle, clip, timeline
 
 
-def scored(results: list[dict], timeline: list[tuple[str, float, float]], origin: float = 0.0) -> tuple[int, int]:
-    """Windows that lie inside one scene (clip time = window time - origin), and how many got that scene's label."""
+def scored(results: list[dict], timeline: list[tuple[str, float, float]]) -> tuple[int, int]:
+    """Windows that lie inside one scene (windows are in the clip's time), and how many got that scene's label."""
     right = inside = 0
     for event in results:
-        start, end = (t - origin for t in event["window"])
+        start, end = event["window"]
         for label, begin, finish in timeline:
             if begin - 1e-6 <= start and end <= finish + 1e-6:
                 inside += 1
@@ -70,7 +70,7 @@ def run_demo(directory: str | Path = "out/demo", precision: str = "fp32", realti
     from .runtime.live import LiveConfig
 
     directory = Path(directory)
-    _say(NOT_REAL.splitlines()[0])
+    _say(NOT_REAL_FIRST)
     started = time.perf_counter()
     bundle, clip, timeline = prepare(directory, precision)
     recognizer = Recognizer.from_bundle(bundle, backend="auto")
@@ -86,7 +86,7 @@ def run_demo(directory: str | Path = "out/demo", precision: str = "fp32", realti
     session = run_stream(recognizer, clip, config, realtime=realtime, on_event=collect)
     if results:
         latencies = [r["latency_ms"]["total"] for r in results]
-        right, inside = scored(results, timeline, session.media_origin)
+        right, inside = scored(results, timeline)
         _say(f"{session.results} windows recognised, {session.dropped} dropped; per-window latency median "
              f"{statistics.median(latencies):.0f} ms, max {max(latencies):.0f} ms")
         _say(f"scenes: {', '.join(label for label, _, _ in timeline)} ({timeline[0][2]:.0f} s each); "

@@ -16,6 +16,7 @@ class Result:
     audio: str  # "present", "missing" (silence was fed, as the reference does) or "not used" (video-only)
     timings_ms: dict[str, float] = field(default_factory=dict)
     probabilities: dict[str, float] | None = None  # label probabilities, where the backend computes them
+    notes: list[str] = field(default_factory=list)  # what the user should know about the input (a still image...)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -30,6 +30,16 @@ class Clip:
     def has_audio(self) -> bool:
         return self.audio is not None
 
+    def notes(self, num_frames: int = NUM_FRAMES) -> list[str]:
+        """What the user should know: a clip with fewer frames than the model samples is padded with black frames
+        (the published rule), which a still image or a very short clip makes the main part of what it sees."""
+        if self.num_decoded_frames >= num_frames:
+            return []
+        what = "a still image, not a video" if self.num_decoded_frames == 1 else "fewer than the model samples"
+        return [f"{self.path}: {self.num_decoded_frames} frame(s) decoded ({what}); the model sees "
+                f"{'it' if self.num_decoded_frames == 1 else 'them'} and {num_frames - self.num_decoded_frames} black "
+                "frame(s), as the published preprocessing pads short clips, and it was trained on video"]
+
 
 def check_clip_file(path: Path) -> None:
     if not path.exists():

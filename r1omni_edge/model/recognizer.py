@@ -182,4 +182,5 @@ class TorchRecognizer:
         result = self.recognize(clip.frames, clip.audio, clip.sample_rate, use_audio=use_audio,
                                 timings={"decode_media": decode_ms}, **kwargs)
         result.timings_ms["total"] = round((time.perf_counter() - start) * 1e3, 3)
+        result.notes += clip.notes(self.model.config.num_frames)
         return result

@@ -1,55 +1,89 @@
 """Wiring for the live commands: sources + rings + recognizer + session + sinks. Apps that embed the runtime can
-call these, or assemble the same pieces themselves."""
+call these, or assemble the same pieces themselves.
+
+A source that never opens is an error after ``open_timeout`` seconds (a wrong camera index must not look like a
+quiet room); one that is lost mid-run reconnects. A clip that cannot be decoded further ends the stream with its
+error, after the windows it could answer."""
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 from pathlib import Path
 from typing import Any, Callable
 
+from ..errors import InputError
 from .display import Overlay
-from .live import JsonlSink, LiveConfig, LiveSession, TerminalView
-from .sources import AudioRing, CameraSource, FileSource, FrameRing, MicrophoneSource
+from .live import MAX_WINDOW, JsonlSink, LiveConfig, LiveSession, TerminalView
+from .sources import AudioRing, CameraSource, FileSource, FrameRing, MicrophoneSource, Source
 
 log = logging.getLogger(__name__)
+MAX_FPS = 15.0  # frames kept per second of input: far more than the 8 a window samples
+
+
+class SourceError(InputError):
+    """A camera, microphone or clip could not be opened, or a clip could not be read to its end."""
 
 
 def _sinks(jsonl: str | Path | None, on_event: Callable[[dict[str, Any]], None] | None, view: bool):
     sinks: list = []
     closers: list = []
-    if view:
-        sinks.append(TerminalView())
-    if jsonl is not None:
+    if jsonl is not None:  # opened first: an unwritable path fails before any source starts
         sink = JsonlSink(jsonl)
         sinks.append(sink)
         closers.append(sink.close)
+    if view:
+        sinks.insert(0, TerminalView())
     if on_event is not None:
         sinks.append(on_event)
     return sinks, closers
 
 
+def frame_ring(window: float, read_ahead: float = 0.0) -> FrameRing:
+    """Room for a whole window (and what a clip reader may read ahead) at the frame rate sources keep."""
+    return FrameRing(max_frames=math.ceil((min(window, MAX_WINDOW) + read_ahead + 1.0) * MAX_FPS))
+
+
+def wait_until_open(sources: list[Source], timeout: float, what: dict[Source, str]) -> None:
+    """Every source connected within ``timeout`` seconds, or a SourceError naming the first that did not."""
+    deadline = time.monotonic() + timeout
+    for source in sources:
+        while not source.has_connected.is_set() and not source.finished.is_set() and time.monotonic() < deadline:
+            source.has_connected.wait(0.05)
+        if not source.has_connected.is_set():
+            why = source.last_error or "no answer"
+            raise SourceError(f"{source.kind} {source.source_name!r}: did not open within {timeout:g} s ({why}); "
+                              f"{what[source]}")
+
+
 def run_live(recognizer, camera: str | int = 0, microphone: str | int | None = None, use_microphone: bool = True,
              config: LiveConfig | None = None, jsonl: str | Path | None = None, show: bool = False,
              duration: float | None = None, on_event: Callable[[dict[str, Any]], None] | None = None,
-             view: bool = True, stream_factory: Callable | None = None) -> LiveSession:
+             view: bool = True, stream_factory: Callable | None = None, open_timeout: float = 10.0,
+             loop: bool = False) -> LiveSession:
     """Camera + microphone until Ctrl-C (or ``duration``). Returns the finished session (its counters)."""
     config = config or LiveConfig()
-    frames = FrameRing()
+    frames = frame_ring(config.window)
     audio = AudioRing() if use_microphone else None
     sinks, closers = _sinks(jsonl, on_event, view)
     session = LiveSession(recognizer, frames, audio, config, sinks)
-    camera_source = CameraSource(camera, frames, session.on_source_event)
-    sources = [camera_source]
+    camera_source = CameraSource(camera, frames, session.on_source_event, max_fps=MAX_FPS, loop=loop)
+    sources: list[Source] = [camera_source]
+    advice = {camera_source: "check the device index (ls /dev/video*), the file, the URL or the pipeline"}
     if audio is not None:
-        sources.append(MicrophoneSource(microphone, audio, session.on_source_event, stream_factory=stream_factory))
+        mic = MicrophoneSource(microphone, audio, session.on_source_event, stream_factory=stream_factory)
+        sources.append(mic)
+        advice[mic] = "pass --mic with a name or index that `python -m sounddevice` lists, or --no-mic"
     else:
         session.notice("microphone off (--no-mic): recognising from video only")
     overlay = Overlay(frames, session.notice) if show else None
     if overlay is not None:
         session.sinks.append(overlay.on_event)
-    for source in sources:
-        source.start()
     try:
+        for source in sources:
+            source.start()
+        wait_until_open(sources, open_timeout, advice)
         session.run(duration=duration, until=lambda: camera_source.finished.is_set(),
                     on_idle=overlay.update if overlay else None)
     finally:
@@ -65,26 +99,34 @@ def run_live(recognizer, camera: str | int = 0, microphone: str | int | None = N
 def run_stream(recognizer, clip: str | Path, config: LiveConfig | None = None, realtime: bool = True,
                jsonl: str | Path | None = None, on_event: Callable[[dict[str, Any]], None] | None = None,
                view: bool = True, use_audio: bool = True) -> LiveSession:
-    """A clip through the live pipeline as if it were a camera and a microphone."""
+    """A clip through the live pipeline as if it were a camera and a microphone. Windows are in the clip's time,
+    in real time and as fast as possible alike; a clip that breaks off raises SourceError after its windows."""
     config = config or LiveConfig()
-    frames = FrameRing(max_frames=512)
+    source_kwargs = dict(realtime=realtime, max_fps=MAX_FPS)
+    frames = frame_ring(config.window, read_ahead=0.0 if realtime else 2.0)
     audio = AudioRing() if use_audio else None
     sinks, closers = _sinks(jsonl, on_event, view)
     session = LiveSession(recognizer, frames, audio, config, sinks)
-    source = FileSource(clip, frames, audio, session.on_source_event, realtime=realtime)
-    source.start()
+    source = FileSource(clip, frames, audio, session.on_source_event, **source_kwargs)
     try:
-        source.connected.wait(10.0) or source.finished.wait(10.0)
-        session.media_origin = source.start_stamp  # the clip's time 0 on the session clock (0 when --fast)
+        source.start()
+        while not source.has_connected.is_set() and not source.finished.is_set():
+            source.has_connected.wait(0.05)
+        if not source.has_connected.is_set():  # it never opened: a clip ffmpeg cannot read
+            raise SourceError(str(source.error))
+        session.window_origin = source.start_stamp  # the clip's time 0 on the ring clock (0 when not real time)
         if audio is not None and not source.has_audio:
             session.audio_available = False
             session.notice(f"{clip} has no audio track: recognising from video only")
         if realtime:
-            session.run(until=lambda: source.finished.is_set())
+            session.run(until=lambda: source.finished.is_set(),
+                        input_end=lambda: source.start_stamp + source.media_end)
         else:
-            session.run_offline(media_time=lambda: source.media_time, ended=lambda: source.finished.is_set())
+            session.run_offline(source)
     finally:
         source.stop()
         for close in closers:
             close()
+    if source.error is not None and session.failure is None and session.stop_reason == "input ended":
+        raise SourceError(f"{source.error}; {session.results} window(s) were answered before it")
     return session

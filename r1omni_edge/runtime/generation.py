@@ -7,8 +7,8 @@ Three ways to end, all giving a label from the bundle's set when ``constrain`` i
   ``</think>\\n<answer>`` (or the part still missing) itself, then takes the constrained step;
 - ``label_only``: the prompt already ends in ``<think>\\n</think>\\n<answer>``, so the constrained step comes
   straight after prefill.
-With ``constrain`` off the loop is plain greedy, as the PyTorch reference: it stops at an end-of-turn id, after
-``</answer>``, or at ``max_new_tokens``.
+With ``constrain`` off the loop is plain greedy, as the PyTorch reference: it stops at an end-of-turn id (which it
+keeps) or at ``max_new_tokens``; text after ``</answer>`` is generated as the reference generates it.
 """
 
 from __future__ import annotations
@@ -91,8 +91,8 @@ def generate(decoder: Decoder, embed: Callable[[list[int]], np.ndarray], inputs_
         ids.append(token)
         pending = [token]
         text = vocab.decode(ids)
-        if not constrain and ("</answer>" in text or len(ids) >= max_new_tokens):
-            return finished(ids)
+        if not constrain and len(ids) >= max_new_tokens:  # plain greedy ends as the reference does: at an
+            return finished(ids)  # end-of-turn id (kept, above) or at the token limit, never at </answer>
         if constrain and (text.rstrip().endswith("<answer>") or len(ids) >= max_new_tokens
                           or (max_think_tokens is not None and "</think>" not in text
                               and len(ids) >= max_think_tokens)):

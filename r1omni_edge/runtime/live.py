@@ -1,7 +1,12 @@
 """The live session: every ``stride`` seconds, the last ``window`` seconds of frames and audio go to the recognizer
-in a worker thread. While the worker is busy a window is skipped and counted, never queued, so the latency of what
+in a worker thread. While the worker is busy a window is dropped and counted, never queued, so the latency of what
 comes out stays bounded by one recognition. Every event (results, sources lost and found, notices) goes to each
 sink: a callback, a JSONL file (flushed per line, so nothing is lost on Ctrl-C) and a terminal view.
+
+Times: every event's ``time`` is seconds since the session began. A result's ``window`` is in the input's own time:
+seconds since the session began for a camera, the clip's media time for a clip (real time or as fast as possible
+alike, so both give the same windows). Every window is counted once: ``windows = results + dropped + skipped +
+failed``.
 """
 
 from __future__ import annotations
@@ -17,10 +22,18 @@ from typing import Any, Callable, TextIO
 
 import numpy as np
 
+from ..errors import InputError, OutputError
+from ..files import output_error
 from .sources import AudioRing, FrameRing, clock
 
 log = logging.getLogger(__name__)
 Sink = Callable[[dict[str, Any]], None]
+END_TOLERANCE = 0.05  # seconds: a window may end this far past the input's last sample and still count as inside
+MAX_WINDOW = 30.0  # seconds: the model reads at most 30 s of audio, and the rings are sized for it
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a service manager stopping us): ends the session like Ctrl-C, with its own reason and exit code."""
 
 
 @dataclass
@@ -33,43 +46,57 @@ class LiveConfig:
     min_frames: int = 2  # fewer frames in a window: skip it with a notice
 
     def check(self) -> None:
-        from ..errors import InputError
-
-        if self.window <= 0 or self.stride <= 0:
-            raise InputError(f"--window and --stride must be positive (got {self.window} and {self.stride})")
+        if not (0 < self.window <= MAX_WINDOW) or self.stride <= 0:
+            raise InputError(f"--window must be in (0, {MAX_WINDOW:g}] s and --stride positive (got {self.window} "
+                             f"and {self.stride})")
         if self.mode not in ("full", "label"):
             raise InputError(f"--mode must be full or label, got {self.mode!r}")
+        if self.max_new_tokens < 1 or (self.max_think_tokens is not None and self.max_think_tokens < 0):
+            raise InputError(f"--max-new-tokens must be at least 1 and --max-think-tokens at least 0 (got "
+                             f"{self.max_new_tokens} and {self.max_think_tokens})")
 
 
 class JsonlSink:
-    """One JSON object per line, flushed at once."""
+    """One JSON object per line, flushed at once. A path that cannot be opened fails here, before anything runs;
+    a write that fails later (a full disk) raises OutputError, which stops the session."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8")
+        self.written = 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a", encoding="utf-8")
+        except OSError as exc:
+            raise output_error(self.path, exc, "--jsonl: cannot open for appending") from None
         self._lock = threading.Lock()
 
     def __call__(self, event: dict[str, Any]) -> None:
         with self._lock:
-            if not self._file.closed:
+            if self._file.closed:
+                return
+            try:
                 self._file.write(json.dumps(event, ensure_ascii=False) + "\n")
                 self._file.flush()
+            except OSError as exc:
+                raise output_error(self.path, exc, f"--jsonl: cannot write after {self.written} events") from None
+            self.written += 1
 
     def close(self) -> None:
         with self._lock:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:  # the failed flush was already reported
+                pass
 
 
 class TerminalView:
     """A line per event on stderr (the results stay on stdout / in the JSONL)."""
 
-    def __init__(self, stream: TextIO = sys.stderr, origin: float | None = None):
-        self.stream = stream
-        self.origin = clock() if origin is None else origin
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream  # None: whatever sys.stderr is when a line is printed
 
     def __call__(self, event: dict[str, Any]) -> None:
-        at = f"[{event.get('time', clock()) - self.origin:7.1f}s]"
+        at = f"[{event.get('time', 0.0):7.1f}s]"
         kind = event["type"]
         if kind == "result":
             p = (event.get("probabilities") or {}).get(event.get("label"), None)
@@ -87,12 +114,13 @@ class TerminalView:
                     f"backend {event.get('backend')}")
         elif kind == "stopped":
             line = (f"{at} stopped ({event['reason']}): {event['windows']} windows, {event['results']} results, "
-                    f"{event['dropped_windows']} dropped")
+                    f"{event['dropped_windows']} dropped, {event['skipped_windows']} skipped, "
+                    f"{event['failed_windows']} failed")
         elif kind == "source":
             line = f"{at} {event['source']} {event['name']}: {event['status']} {event.get('detail', '')}".rstrip()
         else:
             line = f"{at} {kind}: {event.get('message', '')}"
-        print(line, file=self.stream, flush=True)
+        print(line, file=self.stream or sys.stderr, flush=True)
 
 
 class LiveSession:
@@ -105,30 +133,44 @@ class LiveSession:
         self.config.check()
         self.sinks = list(sinks or [])
         self.now = now
-        self.dropped = 0
+        self.origin = now()  # the session's time 0
+        self.window_origin = self.origin  # the ring stamp that is window time 0 (a clip's start, for clips)
         self.windows = 0
         self.results = 0
+        self.dropped = 0  # the worker was busy
+        self.skipped = 0  # too few frames in the window
+        self.failed = 0  # the recognizer raised
+        self.stop_reason: str | None = None
+        self.failure: OutputError | None = None  # an output that could not be written: the session stopped for it
         self.audio_available = audio is not None
-        self.realtime = True  # window times are on the session clock (False: media time, see run_offline)
-        self.media_origin = 0.0  # for a clip: its time 0 on the session clock
+        self.realtime = True  # False in run_offline: windows in media time, recognised one after another
         self._busy = threading.Lock()
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
         self._emit_lock = threading.Lock()
 
     # ---- events -------------------------------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        return round(self.now() - self.origin, 3)
+
     def emit(self, event: dict[str, Any]) -> None:
         with self._emit_lock:
-            for sink in self.sinks:
+            for sink in list(self.sinks):
                 try:
                     sink(event)
-                except Exception:  # one broken sink must not stop the session or the others
+                except OutputError as exc:  # an output we cannot write: stop, and say so at the end
+                    self.sinks.remove(sink)
+                    if self.failure is None:
+                        self.failure = exc
+                    self._stopping.set()
+                except Exception:  # one broken callback must not stop the session or the others
                     log.exception("an event sink failed")
 
     def notice(self, message: str) -> None:
-        self.emit({"type": "notice", "time": self.now(), "message": message})
+        self.emit({"type": "notice", "time": self.elapsed(), "message": message})
 
     def on_source_event(self, event: dict[str, Any]) -> None:
+        event = dict(event, time=round(event["time"] - self.origin, 3))
         if event["source"] == "microphone" and event["status"] in ("unavailable", "lost", "gave up"):
             if self.audio_available:
                 self.audio_available = False
@@ -139,7 +181,23 @@ class LiveSession:
             self.audio_available = True
         self.emit(event)
 
+    def _counts(self) -> dict[str, int]:
+        return {"windows": self.windows, "results": self.results, "dropped_windows": self.dropped,
+                "skipped_windows": self.skipped, "failed_windows": self.failed}
+
+    def _started(self) -> None:
+        self.emit({"type": "started", "time": self.elapsed(), "window": self.config.window,
+                   "stride": self.config.stride, "mode": self.config.mode,
+                   "backend": getattr(self.recognizer, "backend_name", None)})
+
+    def _stopped(self, reason: str) -> None:
+        self.stop_reason = reason
+        self.emit({"type": "stopped", "time": self.elapsed(), "reason": reason, **self._counts()})
+
     # ---- one window -----------------------------------------------------------------------------------------------
+    def _window(self, start: float, end: float) -> list[float]:
+        return [round(max(start - self.window_origin, 0.0), 3), round(end - self.window_origin, 3)]
+
     def _recognise(self, start: float, end: float, frames: list[np.ndarray], audio: np.ndarray | None) -> None:
         try:
             began = self.now()
@@ -149,31 +207,36 @@ class LiveSession:
             done = self.now()
             latency = {k: v for k, v in result.timings_ms.items() if not k.endswith("tokens")}
             latency["total"] = round((done - began) * 1e3, 3)
-            if self.realtime:
+            if self.realtime:  # how long after the window closed the answer came
                 latency["since_window_end"] = round((done - end) * 1e3, 3)
             self.results += 1
-            self.emit({"type": "result", "time": done, "window": [round(start, 3), round(end, 3)],
+            self.emit({"type": "result", "time": self.elapsed(), "window": self._window(start, end),
                        "label": result.label, "probabilities": result.probabilities, "reasoning": result.reasoning,
                        "answer": result.answer, "audio": result.audio, "frames": len(frames),
                        "latency_ms": latency, "generated_tokens": result.timings_ms.get("generated_tokens"),
                        "dropped_windows": self.dropped})
         except Exception as exc:  # a failed window is reported; the session goes on
+            self.failed += 1
             log.exception("recognition failed")
-            self.emit({"type": "error", "time": self.now(), "message": f"recognition failed: {exc}"})
+            self.emit({"type": "error", "time": self.elapsed(), "window": self._window(start, end),
+                       "message": f"recognition failed: {exc}"})
         finally:
             self._busy.release()
 
-    def tick(self, end: float) -> bool:
-        """Take the window ending at ``end``; hand it to the worker, or skip it when the worker is busy."""
+    def tick(self, end: float, wait: bool = False) -> bool:
+        """Take the window ending at ``end`` (ring clock); hand it to the worker, or drop it when the worker is busy
+        (``wait``: wait for the worker instead, for windows that no later input can replace)."""
         self.windows += 1
         start = end - self.config.window
-        if not self._busy.acquire(blocking=False):
+        if not self._busy.acquire(blocking=wait):
             self.dropped += 1
             return False
         frames = self.frames.window(start, end)
         if len(frames) < self.config.min_frames:
             self._busy.release()
-            self.notice(f"only {len(frames)} frame(s) in the window ending at {end:.1f}; skipped")
+            self.skipped += 1
+            self.notice(f"only {len(frames)} frame(s) in the window ending at {self._window(start, end)[1]:.1f} s; "
+                        "skipped")
             return False
         audio = self.audio.window(start, end) if (self.audio is not None and self.audio_available) else None
         self._worker = threading.Thread(target=self._recognise, args=(start, end, frames, audio), daemon=True,
@@ -181,18 +244,36 @@ class LiveSession:
         self._worker.start()
         return True
 
-    # ---- the loop ----------------------------------------------------------------------------------------------------
+    def _last_windows(self, next_end: float, input_end: float) -> None:
+        """The input has ended at ``input_end``: the windows that still end inside it, or, when none fitted at all
+        (a clip shorter than the window), one window over all of it."""
+        if self.windows == 0 and input_end > self.window_origin:
+            self.notice(f"the input ended after {input_end - self.window_origin:.1f} s, shorter than the "
+                        f"{self.config.window:g} s window: one window over all of it")
+            self.tick(input_end, wait=True)
+            return
+        while next_end <= input_end + END_TOLERANCE and not self._stopping.is_set():
+            self.tick(next_end, wait=True)
+            next_end += self.config.stride
+
+    def _join_worker(self, timeout: float | None) -> None:
+        worker = self._worker
+        if worker is not None and worker.is_alive():
+            worker.join(timeout)
+
+    # ---- the loops ---------------------------------------------------------------------------------------------------
     def stop(self) -> None:
         self._stopping.set()
 
     def run(self, duration: float | None = None, until: Callable[[], bool] = lambda: False,
-            on_idle: Callable[[], None] | None = None, wait_for_last: float = 30.0) -> None:
+            on_idle: Callable[[], None] | None = None, wait_for_last: float = 30.0,
+            input_end: Callable[[], float | None] = lambda: None) -> None:
         """Tick every stride until ``stop()``, ``duration`` seconds, ``until()`` or Ctrl-C; ``on_idle`` runs between
-        ticks (the display). The window in flight is given ``wait_for_last`` seconds to finish."""
+        ticks (the display). When ``until()`` says the input ended, ``input_end()`` (its end on the ring clock) lets
+        the windows that end inside it run. The window in flight is given ``wait_for_last`` seconds to finish."""
         began = self.now()
-        next_tick = began + self.config.window
-        self.emit({"type": "started", "time": began, "window": self.config.window, "stride": self.config.stride,
-                   "mode": self.config.mode, "backend": getattr(self.recognizer, "backend_name", None)})
+        next_tick = self.window_origin + self.config.window
+        self._started()
         reason = "stopped"
         try:
             while not self._stopping.is_set():
@@ -202,45 +283,47 @@ class LiveSession:
                     break
                 if until():
                     reason = "input ended"
+                    end = input_end()
+                    if end is not None:
+                        self._last_windows(next_tick, end)
                     break
                 if now >= next_tick:
                     self.tick(next_tick)
                     next_tick += self.config.stride
-                    while next_tick <= now:  # fell behind (slow machine): those windows are skipped too
+                    while next_tick <= now:  # fell behind (slow machine): those windows are dropped too
                         self.windows += 1
                         self.dropped += 1
                         next_tick += self.config.stride
                 if on_idle is not None:
                     on_idle()
                 time.sleep(min(0.02, max(0.0, next_tick - self.now())))
-        except KeyboardInterrupt:
-            reason = "interrupted"
+        except KeyboardInterrupt as exc:
+            reason = "terminated" if isinstance(exc, Terminated) else "interrupted"
         finally:
-            worker = self._worker
-            if worker is not None and worker.is_alive():
-                worker.join(wait_for_last)
-            self.emit({"type": "stopped", "time": self.now(), "reason": reason, "windows": self.windows,
-                       "results": self.results, "dropped_windows": self.dropped})
+            self._join_worker(wait_for_last)
+            self._stopped("output failed" if self.failure is not None else reason)
 
-    def run_offline(self, media_time: Callable[[], float], ended: Callable[[], bool]) -> None:
-        """As fast as possible for a file: windows in media time, each recognised in turn (nothing is dropped)."""
-        self.realtime = False
-        self.emit({"type": "started", "time": self.now(), "window": self.config.window, "stride": self.config.stride,
-                   "mode": self.config.mode, "backend": getattr(self.recognizer, "backend_name", None)})
+    def run_offline(self, source) -> None:
+        """As fast as possible for a clip (a FileSource reading in media time): each window is recognised in turn
+        (nothing is dropped), and the source reads on only as far as the next window needs."""
+        self.realtime, self.window_origin = False, 0.0
+        self._started()
         end, reason = self.config.window, "input ended"
         try:
             while not self._stopping.is_set():
-                while media_time() < end and not ended():
-                    time.sleep(0.005)
-                if media_time() < end - self.config.stride and ended():
+                source.allow(end)
+                while source.media_time < end and not source.finished.is_set() and not self._stopping.is_set():
+                    source.finished.wait(0.005)
+                if self._stopping.is_set():
                     break
-                if self.tick(end):
+                if source.finished.is_set() and source.media_end < end + END_TOLERANCE:
+                    self._last_windows(end, source.media_end)
+                    break
+                if self.tick(end, wait=True):
                     self._worker.join()
                 end += self.config.stride
-        except KeyboardInterrupt:
-            reason = "interrupted"
+        except KeyboardInterrupt as exc:
+            reason = "terminated" if isinstance(exc, Terminated) else "interrupted"
         finally:
-            if self._worker is not None:
-                self._worker.join(30.0)
-            self.emit({"type": "stopped", "time": self.now(), "reason": reason, "windows": self.windows,
-                       "results": self.results, "dropped_windows": self.dropped})
+            self._join_worker(30.0)
+            self._stopped("output failed" if self.failure is not None else reason)

@@ -154,4 +154,5 @@ class Recognizer:
         result = self.recognize(clip.frames, clip.audio, clip.sample_rate, use_audio=use_audio,
                                 timings={"decode_media": decode_ms}, **kwargs)
         result.timings_ms["total"] = round((time.perf_counter() - start) * 1e3, 3)
+        result.notes += clip.notes(self.manifest.preprocess.num_frames)
         return result

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -18,10 +19,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..errors import MediaError
 from ..media import SAMPLE_RATE, to_mono
 
 log = logging.getLogger(__name__)
 clock = time.monotonic
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # OpenCV's own warnings would break the one-line errors
 EventSink = Callable[[dict[str, Any]], None]
 
 
@@ -104,7 +107,10 @@ class Source(threading.Thread):
         self.backoff = backoff
         self.max_attempts = max_attempts
         self.connected = threading.Event()
+        self.has_connected = threading.Event()  # connected at least once (a clip that has already ended stays opened)
         self.finished = threading.Event()
+        self.last_error = ""  # why the last open or read failed
+        self.error: Exception | None = None  # why a source that will not come back ended (gave up, or a file failed)
         self._stop_requested = threading.Event()
 
     def emit(self, status: str, detail: str = "") -> None:
@@ -132,14 +138,17 @@ class Source(threading.Thread):
                 try:
                     handle = self.open()
                 except Exception as exc:  # any failure to open is reported and retried
+                    self.last_error = str(exc)
                     self.emit("unavailable", str(exc))
                     if self.max_attempts is not None and attempts >= self.max_attempts:
+                        self.error = exc
                         self.emit("gave up", f"after {attempts} attempts")
                         return
                     self._stop_requested.wait(delay)
                     delay = min(delay * 2, self.backoff[1])
                     continue
                 self.connected.set()
+                self.has_connected.set()
                 self.emit("connected")
                 delay, attempts = self.backoff[0], 0
                 ended = False
@@ -148,8 +157,13 @@ class Source(threading.Thread):
                         if not self.read(handle):
                             ended = True
                             break
-                except Exception as exc:  # a device that vanishes mid-read
+                except Exception as exc:  # a device that vanishes mid-read, or a file that cannot be decoded further
                     self.connected.clear()
+                    self.last_error = str(exc)
+                    if self.ends:  # a file is not a camera: reading it again would fail at the same place
+                        self.error = exc
+                        self.emit("failed", str(exc))
+                        return
                     self.emit("lost", str(exc))
                 finally:
                     self.close(handle)
@@ -169,19 +183,23 @@ class Source(threading.Thread):
 
 
 class CameraSource(Source):
-    """OpenCV capture: a device index ("0"), a video file, an RTSP/HTTP URL, or a GStreamer pipeline (with '!')."""
+    """OpenCV capture: a device index ("0"), a video file, an RTSP/HTTP URL, or a GStreamer pipeline (with '!').
+
+    A video file plays at its own frame rate; ``loop`` rewinds it at its end (a camera that never stops, for soak
+    runs and demos)."""
 
     kind = "camera"
 
     def __init__(self, spec: str | int, frames: FrameRing, on_event: EventSink | None = None, max_fps: float = 15.0,
-                 **kwargs):
+                 loop: bool = False, **kwargs):
         super().__init__(str(spec), on_event, **kwargs)
         self.spec = spec
         self.frames = frames
         self.min_interval = 1.0 / max_fps if max_fps else 0.0
         self._last = 0.0
         self.is_file = isinstance(spec, (str, Path)) and Path(str(spec)).is_file()
-        self.ends = self.is_file
+        self.loop = loop and self.is_file
+        self.ends = self.is_file and not self.loop
 
     def open(self):
         import cv2
@@ -197,18 +215,23 @@ class CameraSource(Source):
             capture.release()
             raise ConnectionError(f"cannot open camera {spec!r}")
         self._period = 1.0 / (capture.get(cv2.CAP_PROP_FPS) or 25.0) if self.is_file else 0.0
+        self._next = clock()
         return capture
 
     def read(self, capture) -> bool:
         import cv2
 
         ok, frame = capture.read()
+        if not ok and self.loop:
+            capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = capture.read()
         if not ok:
             if self.is_file:
                 return False
             raise ConnectionError("the camera returned no frame")
-        if self._period:  # a file played as a camera: real-time pace
-            time.sleep(self._period)
+        if self._period:  # a file played as a camera: real-time pace, without drift
+            self._next += self._period
+            self._stop_requested.wait(max(0.0, self._next - clock()))
         now = clock()
         if now - self._last >= self.min_interval:
             self.frames.push(now, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
@@ -267,24 +290,80 @@ class MicrophoneSource(Source):
             pass
 
 
+class PacedAudioStream:
+    """A microphone that plays a waveform (16 kHz mono, looped) in real time through the same callback as
+    sounddevice's InputStream: for soak runs, demos and tests on machines without a sound card."""
+
+    def __init__(self, waveform: np.ndarray, callback, block: int = 1600, rate: int = SAMPLE_RATE):
+        self.waveform = np.asarray(waveform, np.float32).ravel()
+        if not len(self.waveform):
+            raise ValueError("the waveform is empty")
+        self.callback, self.block, self.rate = callback, block, rate
+        self.active = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.active = True
+        self._thread = threading.Thread(target=self._pump, daemon=True, name="r1omni-paced-audio")
+        self._thread.start()
+
+    def _pump(self) -> None:
+        position, due = 0, clock()
+        while self.active:
+            indices = (position + np.arange(self.block)) % len(self.waveform)
+            position = (position + self.block) % len(self.waveform)
+            due += self.block / self.rate
+            time.sleep(max(0.0, due - clock()))
+            if self.active:
+                self.callback(self.waveform[indices][:, None], self.block, None, None)
+
+    def stop(self) -> None:
+        self.active = False
+        if self._thread is not None:
+            self._thread.join(1.0)
+
+    def close(self) -> None:
+        self.stop()
+
+
 class FileSource(Source):
     """A clip played as a camera and a microphone: frames and audio on the same clock, in real time or as fast as
-    possible (then stamped by media time from ``start``, and ``media_time`` tells how far it has got)."""
+    possible. As fast as possible, items are stamped by media time, ``media_time`` tells how far the reader has got,
+    and the reader waits while it is more than ``read_ahead`` seconds past ``allowed_until`` (which the session
+    moves forward window by window), so it never overwrites frames that a window still needs.
+
+    A file that cannot be decoded further ends the source with ``error`` set: reading it again would fail at the
+    same place."""
 
     kind = "file"
     ends = True
 
     def __init__(self, path: str | Path, frames: FrameRing, audio: AudioRing | None, on_event: EventSink | None = None,
-                 realtime: bool = True, max_fps: float = 15.0, **kwargs):
+                 realtime: bool = True, max_fps: float = 15.0, read_ahead: float = 2.0, **kwargs):
         super().__init__(str(path), on_event, max_attempts=1, **kwargs)
         self.path = Path(path)
         self.frames = frames
         self.audio = audio
         self.realtime = realtime
         self.min_interval = 1.0 / max_fps if max_fps else 0.0
+        self.read_ahead = read_ahead
+        self.allowed_until = float("inf") if realtime else 0.0
         self.start_stamp = 0.0
-        self.media_time = 0.0
+        self.media_time = 0.0  # start of the latest frame or audio block read
+        self.media_end = 0.0  # end of the content read so far (the latest frame's or audio block's end)
         self.has_audio = False
+        self._moved = threading.Condition()
+
+    def allow(self, until: float) -> None:
+        """Let the reader (as fast as possible) go on to media time ``until`` + ``read_ahead``."""
+        with self._moved:
+            self.allowed_until = until
+            self._moved.notify_all()
+
+    def stop(self) -> None:
+        super().stop()
+        with self._moved:
+            self._moved.notify_all()
 
     def open(self):
         import av
@@ -293,6 +372,9 @@ class FileSource(Source):
 
         check_clip_file(self.path)
         container = open_media(self.path)
+        if not container.streams.video:
+            container.close()
+            raise MediaError(f"{self.path}: has no video stream; R1-Omni needs frames")
         streams = [s for s in (container.streams.video[:1] + container.streams.audio[:1])]
         self.has_audio = bool(container.streams.audio)
         self._resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)
@@ -301,20 +383,36 @@ class FileSource(Source):
         self.start_stamp = clock() if self.realtime else 0.0
         return container
 
+    def _wait_for_room(self, at: float) -> None:
+        with self._moved:
+            while at > self.allowed_until + self.read_ahead and not self._stop_requested.is_set():
+                self._moved.wait(0.1)
+
     def read(self, container) -> bool:
-        packet = next(self._packets, None)
-        if packet is None:
-            return False
-        for frame in packet.decode():
+        import av
+
+        try:
+            packet = next(self._packets, None)
+            if packet is None:
+                return False
+            decoded = packet.decode()
+        except av.FFmpegError as exc:
+            raise MediaError(f"{self.path}: cannot be decoded after {self.media_end:.1f} s of media "
+                             f"({exc.strerror or exc}); the file is damaged or truncated") from exc
+        for frame in decoded:
             if frame.pts is None:
                 continue
             at = float(frame.pts * frame.time_base)
+            if not self.realtime:
+                self._wait_for_room(at)
             stamp = self.start_stamp + at
             if self.realtime:
                 wait = stamp - clock()
                 if wait > 0:
                     self._stop_requested.wait(wait)
             if packet.stream.type == "video":
+                rate = packet.stream.average_rate
+                self.media_end = max(self.media_end, at + (1.0 / float(rate) if rate else 0.0))
                 if at - self._last_frame >= self.min_interval:
                     self.frames.push(stamp, frame.to_ndarray(format="rgb24"))
                     self._last_frame = at
@@ -323,9 +421,9 @@ class FileSource(Source):
                 if chunks:
                     samples = np.concatenate(chunks)
                     self.audio.push(stamp + len(samples) / SAMPLE_RATE, samples)
+                    self.media_end = max(self.media_end, at + len(samples) / SAMPLE_RATE)
             self.media_time = max(self.media_time, at)
         return True
 
     def close(self, container) -> None:
         container.close()
-
