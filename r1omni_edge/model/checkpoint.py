@@ -129,9 +129,19 @@ def read_headers(files: list[Path]) -> dict[str, tuple[str, tuple[int, ...]]]:
                 header = json.loads(handle.read(size))
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise CheckpointError(f"{path}: damaged safetensors header ({exc})") from exc
-        for name, info in header.items():
-            if name != "__metadata__":
-                out[name] = (info["dtype"], tuple(info["shape"]))
+        if not isinstance(header, dict):
+            raise CheckpointError(f"{path}: damaged safetensors header (not a JSON object)")
+        tensors = {name: info for name, info in header.items() if name != "__metadata__"}
+        try:
+            data_end = max((int(info["data_offsets"][1]) for info in tensors.values()), default=0)
+            found = {name: (info["dtype"], tuple(info["shape"])) for name, info in tensors.items()}
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise CheckpointError(f"{path}: damaged safetensors header ({exc!r})") from exc
+        stored = path.stat().st_size - 8 - size
+        if stored < data_end:
+            raise CheckpointError(f"{path}: truncated: the header describes {data_end:,} bytes of tensors but the "
+                                  f"file holds {max(stored, 0):,}; the download or copy did not finish, fetch it again")
+        out.update(found)
     return out
 
 

@@ -68,3 +68,37 @@ def write_scene_clip(path: str | Path, classes=CLASSES, seconds_each: float = 3.
         timeline.append((label, start, start + seconds_each))
         start += seconds_each
     return write_clip(path, fps=10, size=(64, 64), audio=True, segments=scenes), timeline
+
+
+# The toy recipes: the settings the learning tests, tools/train_toy.py and `r1omni-edge toy-data` all train with.
+# SFT on permuted labels teaches the format, not the task; GRPO then teaches the task.
+TOY_SFT = {"max_steps": 100, "batch_size": 8, "micro_batch": 8, "learning_rate": 1e-2, "warmup_ratio": 0.1,
+           "schedule": "cosine", "labels": "dfew", "eval_max_tokens": 40, "tensorboard": False}
+TOY_GRPO = {"max_steps": 200, "group_size": 8, "prompts_per_step": 8, "max_completion": 40, "temperature": 1.0,
+            "top_k": 50, "beta": 0.04, "learning_rate": 1e-3, "schedule": "constant", "labels": "dfew",
+            "eval_max_tokens": 40, "tensorboard": False}
+
+
+def write_toy_data(out: str | Path, train: int = 48, held_out: int = 24) -> dict[str, Path]:
+    """A fresh tiny R1-Omni (published layout, untrained), the synthetic task and ready-to-run configs:
+    ``sft.yaml`` starts from the tiny model, ``grpo.yaml`` from the SFT run's final checkpoint."""
+    import yaml
+
+    from .checkpoint import TRAINABLE_STD, write_tiny_checkpoint
+
+    out = Path(out)
+    models = write_tiny_checkpoint(out / "models", decoder_std=TRAINABLE_STD)
+    files = write_task(out / "task", train=train, held_out=held_out, permute_train_labels=True)
+    paths = {"models_dir": str(models.root), "train_data": str(files["train"]), "eval_data": str(files["eval"]),
+             "data_root": str(out / "task"), "cache_dir": str(out / "cache")}
+    sft_out = out / "runs" / "sft"
+    configs = {
+        "sft": dict(TOY_SFT, model=str(models.checkpoint), output_dir=str(sft_out), **paths),
+        "grpo": dict(TOY_GRPO, model=str(sft_out / f"checkpoint-{TOY_SFT['max_steps']}"),
+                     output_dir=str(out / "runs" / "grpo"), **paths),
+    }
+    written = {"models": models.root, "task": out / "task"}
+    for stage, config in configs.items():
+        written[stage] = out / f"{stage}.yaml"
+        written[stage].write_text(yaml.safe_dump(config, sort_keys=False))
+    return written

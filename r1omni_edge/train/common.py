@@ -12,7 +12,9 @@ import logging
 import math
 import os
 import random
+import re
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +23,11 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..typed import POSITIVE, at_least, between, check_value, range_problems
 
 log = logging.getLogger("r1omni_edge.train")
 STATE_FILE = "trainer_state.pt"
+CHECKPOINT_DIR = re.compile(r"checkpoint-(\d+)")  # what training writes in output_dir
 TRAINABLE_PARTS = ("mm_projector", "bert_gate", "audio_projector", "llm")
 
 
@@ -83,8 +87,18 @@ class TrainConfig:
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(data, str(path))
 
+    # Ranges and choices of the fields, checked for every config (a file, the CLI or the Python API): a bad value
+    # fails before anything loads, named by its field. Subclasses add theirs.
+    RANGES = {"max_steps": at_least(0), "epochs": POSITIVE, "learning_rate": POSITIVE, "weight_decay": at_least(0),
+              "warmup_ratio": between(0, 1), "grad_accum": at_least(1), "max_grad_norm": POSITIVE,
+              "save_every": at_least(0), "eval_every": at_least(0), "log_every": at_least(1)}
+    CHOICES = {"schedule": ("cosine", "linear", "constant"), "dtype": ("fp32", "bf16", "fp16"),
+               "resize_mode": ("stretch", "pad"), "labels": ("mafw", "dfew", "ravdess")}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config"):
+        if not isinstance(data, dict):
+            raise InputError(f"{source}: a config is a mapping of field: value, not {type(data).__name__}")
         data = dict(data)
         preset = data.pop("preset", None)
         base = cls.preset(preset) if preset else cls()
@@ -92,16 +106,30 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise InputError(f"{source}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        config = dataclasses.replace(base, **data)
+        hints = typing.get_type_hints(cls)
+        values, problems = {}, []
+        for name, value in data.items():
+            values[name], found = check_value(hints[name], value, name)
+            problems += found
+        if problems:
+            raise InputError(f"{source}: {'; '.join(problems)}")
+        config = dataclasses.replace(base, **values)
         if not config.model or not config.train_data:
             raise InputError(f"{source}: 'model' and 'train_data' are required")
-        bad = sorted(set(config.train_parts) - set(TRAINABLE_PARTS))
-        if bad:
-            raise InputError(f"{source}: train_parts {bad} are not trainable parts {list(TRAINABLE_PARTS)}")
-        if config.fsdp and config.lora:
-            raise InputError(f"{source}: fsdp and lora together are not supported; LoRA's few trainable weights fit "
-                             "on each GPU, so use DDP (fsdp: false) with lora")
+        config.check(source)
         return config
+
+    def check(self, source: str = "config") -> None:
+        """Every field within its range and choices, named by its field; raises InputError."""
+        problems = range_problems(self, self.RANGES, self.CHOICES)
+        bad = sorted(set(self.train_parts) - set(TRAINABLE_PARTS))
+        if bad:
+            problems.append(f"train_parts: {bad} are not trainable parts {list(TRAINABLE_PARTS)}")
+        if self.fsdp and self.lora:
+            problems.append("fsdp and lora together are not supported; LoRA's few trainable weights fit on each "
+                            "GPU, so use DDP (fsdp: false) with lora")
+        if problems:
+            raise InputError(f"{source}: {'; '.join(problems)}")
 
     @classmethod
     def preset(cls, name: str):
@@ -312,6 +340,8 @@ def save_checkpoint(policy, directory: Path, config: TrainConfig, optimizer, sch
 
 
 def find_resume(config: TrainConfig) -> Path | None:
+    """The checkpoint ``resume_from`` names: a directory with trainer_state.pt, or "latest": the newest
+    ``checkpoint-N`` in output_dir that has one (other directories there are not ours and are left alone)."""
     if not config.resume_from:
         return None
     if config.resume_from != "latest":
@@ -319,8 +349,18 @@ def find_resume(config: TrainConfig) -> Path | None:
         if not (path / STATE_FILE).is_file():
             raise InputError(f"{path}: no {STATE_FILE}; pass a checkpoint written by a training run")
         return path
-    candidates = sorted(Path(config.output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    return candidates[-1] if candidates else None
+    output = Path(config.output_dir)
+    numbered = sorted((int(match.group(1)), path) for path in output.glob("checkpoint-*")
+                      if (match := CHECKPOINT_DIR.fullmatch(path.name)) and path.is_dir())
+    complete = [path for _, path in numbered if (path / STATE_FILE).is_file()]
+    if not complete:
+        raise InputError(f"--resume latest: {output} holds no checkpoint-N with {STATE_FILE} to resume from; drop "
+                         "--resume to start from scratch")
+    for _, path in numbered:
+        if path not in complete and int(path.name.split("-")[1]) > int(complete[-1].name.split("-")[1]):
+            log.warning("resume: skipping %s, it has no %s (a copy without it, or an interrupted save)", path,
+                        STATE_FILE)
+    return complete[-1]
 
 
 def load_state(policy, path: Path, optimizer, scheduler) -> dict[str, Any]:
@@ -399,14 +439,14 @@ class Run:
     optimizer: Any = None
     scheduler: Any = None
     start_step: int = 0
+    resume: Path | None = None  # the checkpoint to resume from, found before anything loaded
 
     def start(self, total_steps: int) -> None:
         """Optimizer and schedule for ``total_steps`` optimizer steps, then resume if asked."""
         self.optimizer, self.scheduler = make_optimizer(self.policy, self.config, total_steps)
-        resume = find_resume(self.config)
-        if resume is not None:
-            self.start_step = load_state(self.policy, resume, self.optimizer, self.scheduler)["step"]
-            log.info("resumed from %s at step %d", resume, self.start_step)
+        if self.resume is not None:
+            self.start_step = load_state(self.policy, self.resume, self.optimizer, self.scheduler)["step"]
+            log.info("resumed from %s at step %d", self.resume, self.start_step)
 
     def steps(self, total: int, unit: str = "step"):
         """The step range with a progress bar on the main rank (quiet when not on a terminal)."""
@@ -455,6 +495,16 @@ class Run:
         return result
 
 
+def check_output_dir_is_writable(config: TrainConfig) -> None:
+    """output_dir gets checkpoints and logs: it must be writable and not inside the model or a tower directory."""
+    from ..files import refuse_inputs, writable_directory
+
+    inputs = {"the model": config.model, "models_dir": config.models_dir, "siglip": config.siglip,
+              "whisper": config.whisper, "bert": config.bert}
+    refuse_inputs(config.output_dir, inputs, "output_dir")
+    writable_directory(config.output_dir, "output_dir")
+
+
 def prepare_run(config: TrainConfig, with_reference: bool = False) -> Run:
     """Distributed set-up, seeds, the policy (and a frozen copy as the reference), the validated datasets and their
     features (encoded once), then the DDP / FSDP wrapping."""
@@ -463,6 +513,9 @@ def prepare_run(config: TrainConfig, with_reference: bool = False) -> Run:
     from .features import FeatureCache
     from .policy import Policy
 
+    config.check()
+    resume = find_resume(config)  # a wrong --resume fails before the model loads
+    check_output_dir_is_writable(config)
     dist_info = setup_distributed(config.device, config.fsdp)
     seed_everything(config.seed)
     policy, _ = build_policy(config)
@@ -482,4 +535,4 @@ def prepare_run(config: TrainConfig, with_reference: bool = False) -> Run:
                            policy.bert_tokenizer)
     module = wrap_distributed(policy, dist_info, config)
     return Run(config, dist_info, policy, module, labels, samples, prompts, eval_prompts, cache, encode_seconds,
-               Logger(config.output_dir, dist_info.main, config.tensorboard), reference)
+               Logger(config.output_dir, dist_info.main, config.tensorboard), reference, resume=resume)

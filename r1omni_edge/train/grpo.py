@@ -14,8 +14,10 @@ import torch
 
 from ..errors import InputError
 from .common import TrainConfig, clip_gradients, max_over_ranks, prepare_run, shard
-from .grpo_math import advantages, aggregate, completion_mask, k3_kl, token_loss, truncated
-from .rewards import compute_rewards
+from ..typed import POSITIVE, at_least, between
+from .grpo_math import (ADVANTAGE_SCALES, AGGREGATIONS, advantages, aggregate, completion_mask, k3_kl, token_loss,
+                        truncated)
+from .rewards import REWARDS, compute_rewards
 
 
 @dataclass
@@ -40,6 +42,20 @@ class GRPOConfig(TrainConfig):
     learning_rate: float = 1e-6
     schedule: str = "linear"
     epochs: float = 2.0
+
+    RANGES = {**TrainConfig.RANGES, "group_size": at_least(2), "prompts_per_step": at_least(1),
+              "temperature": POSITIVE, "top_k": at_least(0), "max_completion": at_least(1), "beta": at_least(0),
+              "updates_per_batch": at_least(1), "eps_low": between(0, 1), "eps_high": at_least(0),
+              "eval_max_tokens": at_least(1)}
+    CHOICES = {**TrainConfig.CHOICES, "advantage_scale": ADVANTAGE_SCALES, "aggregation": AGGREGATIONS,
+               "reward_labels": ("truth", "random")}
+
+    def check(self, source: str = "config") -> None:
+        super().check(source)
+        unknown = sorted(set(self.rewards) - set(REWARDS))
+        if unknown:
+            raise InputError(f"{source}: rewards: unknown reward(s) {', '.join(unknown)}; registered: "
+                             f"{', '.join(sorted(REWARDS))}")
 
     @classmethod
     def preset(cls, name: str):

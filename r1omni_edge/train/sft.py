@@ -9,6 +9,7 @@ import random
 import time
 from dataclasses import dataclass
 
+from ..typed import at_least
 from .common import TrainConfig, clip_gradients, prepare_run, shard
 
 
@@ -17,6 +18,9 @@ class SFTConfig(TrainConfig):
     batch_size: int = 16  # prompts per optimizer step, over all ranks
     micro_batch: int = 4  # prompts per forward on one rank
     eval_max_tokens: int = 256
+
+    RANGES = {**TrainConfig.RANGES, "batch_size": at_least(1), "micro_batch": at_least(1),
+              "eval_max_tokens": at_least(1)}
 
     @classmethod
     def preset(cls, name: str):
