@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 
-def machine_info() -> dict:
+def machine_info(with_torch: bool = True) -> dict:
     info = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -22,6 +22,8 @@ def machine_info() -> dict:
             info[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             pass
+    if not with_torch:  # the torch-free runtime's benchmarks must not load it
+        return info
     try:
         import torch
 

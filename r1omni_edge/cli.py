@@ -5,11 +5,54 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
+import signal
 import sys
 
 from .errors import InputError, R1OmniError
 
 log = logging.getLogger("r1omni_edge")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line errors: ``r1omni-edge COMMAND: error: ...`` and exit 2, no usage dump."""
+
+    def error(self, message: str):
+        match = re.match(r"argument (\S+?)(?:/\S+)?: (must .*)", message)
+        if match:  # our own range checks read "--threads must be at least 1, got -2"
+            message = f"{match.group(1)} {match.group(2)}"
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def bounded(kind: type, minimum: float | None = None, maximum: float | None = None, above: float | None = None):
+    """An argparse type that also checks the range, so bad numbers fail at parse time, before any work."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {'integer' if kind is int else 'number'} value: {text!r}")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if above is not None and value <= above:
+            raise argparse.ArgumentTypeError(f"must be greater than {above:g}, got {text}")
+        if minimum is not None and maximum is not None and not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be between {minimum:g} and {maximum:g}, got {text}")
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum:g}, got {text}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:g}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+POSITIVE_INT = bounded(int, minimum=1)
+COUNT = bounded(int, minimum=0)
+SECONDS = bounded(float, above=0)
+LABEL_SET_NAMES = ("mafw", "dfew", "ravdess")
+MAX_NEW_TOKENS_HELP = "stop generating after this many tokens (the reasoning and the answer together)"
 
 
 def _add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -27,71 +70,79 @@ def _add_runtime_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("runtime (with --bundle)")
     group.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda", "tensorrt", "engine"),
                        help="auto: TensorRT engines, else onnxruntime TensorRT/CUDA/CPU")
-    group.add_argument("--threads", type=int, help="CPU threads for onnxruntime (default: all cores)")
+    group.add_argument("--threads", type=POSITIVE_INT, help="CPU threads for onnxruntime (default: all cores)")
     group.add_argument("--mode", default="full", choices=("full", "label"),
                        help="full: reasoning then a label; label: no reasoning, lowest latency (--model too)")
-    group.add_argument("--max-think-tokens", type=int, help="bound the reasoning, then close it and answer")
+    group.add_argument("--max-think-tokens", type=COUNT, help="bound the reasoning, then close it and answer")
     group.add_argument("--free-answer", action="store_true",
                        help="plain greedy decoding, token for token the PyTorch reference (label may be none)")
 
 
 def _add_live_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--window", type=float, default=4.0, help="seconds of video and audio per recognition")
-    parser.add_argument("--stride", type=float, default=2.0, help="seconds between recognitions")
+    from .runtime.live import MAX_WINDOW
+
+    parser.add_argument("--window", type=bounded(float, above=0, maximum=MAX_WINDOW), default=4.0,
+                        help=f"seconds of video and audio per recognition (at most {MAX_WINDOW:g})")
+    parser.add_argument("--stride", type=SECONDS, default=2.0, help="seconds between recognitions")
     parser.add_argument("--jsonl", metavar="FILE", help="append every event to this JSONL file")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--max-new-tokens", type=POSITIVE_INT, default=256, help=MAX_NEW_TOKENS_HELP)
     parser.add_argument("--quiet", action="store_true", help="no terminal view")
 
 
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="r1omni-edge", description="R1-Omni emotion recognition, from training "
-                                     "to the edge.")
+    parser = Parser(prog="r1omni-edge", description="R1-Omni emotion recognition, from training to the edge.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
     predict = sub.add_parser("predict", help="recognise the emotion in one clip (PyTorch --model or runtime --bundle)")
     predict.add_argument("clip", help="a video file (any format ffmpeg reads)")
     _add_model_args(predict, required=False)
     predict.add_argument("--bundle", metavar="DIR", help="run an exported bundle with the torch-free runtime instead")
     _add_runtime_args(predict)
-    predict.add_argument("--instruction", help="replace the official instruction")
-    predict.add_argument("--max-new-tokens", type=int, default=2048)
-    predict.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    predict.add_argument("--dtype", choices=("fp32", "bf16", "fp16"),
-                         help="weights and activations (default fp32 on cpu, bf16 on cuda)")
-    predict.add_argument("--compile", action="store_true",
-                         help="with --device cuda: torch.compile the decode step before its CUDA graph is captured "
-                         "(about a minute once; faster reasoning)")
+    torch_only = predict.add_argument_group("PyTorch (with --model; a bundle fixed these at export)")
+    torch_only.add_argument("--instruction", help="replace the official instruction")
+    torch_only.add_argument("--device", choices=("cpu", "cuda"), help="default cpu")
+    torch_only.add_argument("--dtype", choices=("fp32", "bf16", "fp16"),
+                            help="weights and activations (default fp32 on cpu, bf16 on cuda)")
+    torch_only.add_argument("--compile", action="store_true",
+                            help="with --device cuda: torch.compile the decode step before its CUDA graph is "
+                            "captured (about a minute once; faster reasoning)")
+    torch_only.add_argument("--resize", choices=("stretch", "pad"),
+                            help="stretch (the released inference, default) or pad to a grey square (training)")
+    torch_only.add_argument("--labels", choices=LABEL_SET_NAMES, help="label set the answer is mapped to (default mafw)")
+    predict.add_argument("--max-new-tokens", type=POSITIVE_INT, default=2048, help=MAX_NEW_TOKENS_HELP)
     predict.add_argument("--video-only", action="store_true", help="a prompt without <audio>: the audio path is skipped")
-    predict.add_argument("--resize", choices=("stretch", "pad"), default="stretch",
-                         help="stretch (the released inference) or pad to a grey square (training)")
-    predict.add_argument("--labels", default="mafw", help="label set the answer is mapped to: mafw, dfew, ravdess")
     predict.add_argument("--json", action="store_true", help="print one JSON object")
     predict.set_defaults(func=cmd_predict)
 
     export = sub.add_parser("export", help="write an edge bundle (ONNX parts, KV-cache decoder, manifest)")
     _add_model_args(export)
-    export.add_argument("--out", required=True, metavar="BUNDLE", help="bundle directory to write (replaced)")
+    export.add_argument("--out", required=True, metavar="BUNDLE",
+                        help="bundle directory to write: new or empty, or an earlier bundle with --overwrite")
+    export.add_argument("--overwrite", action="store_true", help="replace the earlier bundle in --out")
     export.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8", "int4"))
     export.add_argument("--instruction", help="the instruction the bundle answers (its gate is folded in)")
-    export.add_argument("--audio-seconds", type=int, default=30,
+    export.add_argument("--audio-seconds", type=bounded(int, minimum=1, maximum=30), default=30,
                         help="audio window; below 30 is an edge opt-in whose effect `verify` measures")
-    export.add_argument("--labels", default="mafw", help="label set of the answers: mafw, dfew, ravdess")
+    export.add_argument("--labels", default="mafw", choices=LABEL_SET_NAMES, help="label set of the answers")
     export.add_argument("--resize", choices=("stretch", "pad"), default="stretch")
     export.set_defaults(func=cmd_export)
 
     verify = sub.add_parser("verify", help="compare a bundle with the PyTorch model, part by part and clip by clip")
     verify.add_argument("bundle", help="bundle directory")
     _add_model_args(verify)
-    verify.add_argument("--clips", type=int, default=4, help="synthetic clips to compare on (default 4)")
+    verify.add_argument("--clips", type=COUNT, default=4, help="synthetic clips to compare on (default 4)")
     verify.add_argument("--clip", action="append", default=[], metavar="FILE", help="a clip of yours (repeatable)")
-    verify.add_argument("--max-new-tokens", type=int, default=64)
-    verify.add_argument("--backend", default="cpu", help="runtime backend for the bundle: cpu, cuda, tensorrt, auto")
-    verify.add_argument("--min-cosine", type=float, help="override the precision's per-part cosine threshold")
-    verify.add_argument("--min-label-agreement", type=float, help="override the label agreement threshold")
+    verify.add_argument("--max-new-tokens", type=POSITIVE_INT, default=64, help=MAX_NEW_TOKENS_HELP)
+    verify.add_argument("--backend", default="cpu", choices=("auto", "cpu", "cuda", "tensorrt", "engine"),
+                        help="runtime backend for the bundle")
+    verify.add_argument("--min-cosine", type=bounded(float, minimum=-1, maximum=1),
+                        help="override the precision's per-part cosine threshold")
+    verify.add_argument("--min-label-agreement", type=bounded(float, minimum=0, maximum=1),
+                        help="override the label agreement threshold")
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(func=cmd_verify)
 
@@ -99,7 +150,8 @@ def _parser() -> argparse.ArgumentParser:
     engines.add_argument("bundle", help="bundle directory")
     engines.add_argument("--fp16", action="store_true", help="allow fp16 kernels for an fp32 bundle")
     engines.add_argument("--int8", action="store_true", help="allow int8 kernels where the graph has Q/DQ scales")
-    engines.add_argument("--max-positions", type=int, default=2048)
+    engines.add_argument("--max-positions", type=bounded(int, minimum=2), default=2048,
+                         help="the longest prompt plus answer the decoder engine accepts")
     engines.set_defaults(func=cmd_build_engines)
 
     live = sub.add_parser("live", help="recognise live from a camera and a microphone")
@@ -108,14 +160,16 @@ def _parser() -> argparse.ArgumentParser:
     live.add_argument("--mic", help="microphone name or index (default: the system default)")
     live.add_argument("--no-mic", action="store_true", help="video only")
     live.add_argument("--show", action="store_true", help="show the camera with the label where a display exists")
-    live.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    live.add_argument("--duration", type=SECONDS, help="stop after this many seconds (default: until Ctrl-C)")
+    live.add_argument("--open-timeout", type=SECONDS, default=10.0,
+                      help="fail when the camera or microphone has not opened within this many seconds")
     _add_live_args(live)
     _add_runtime_args(live)
     live.set_defaults(func=cmd_live)
 
     stream = sub.add_parser("stream", help="the live pipeline on a clip, as if it were a camera and a microphone")
-    stream.add_argument("clip")
-    stream.add_argument("--bundle", required=True, metavar="DIR")
+    stream.add_argument("clip", help="a video file, played as a camera and a microphone")
+    stream.add_argument("--bundle", required=True, metavar="DIR", help="the bundle to run")
     stream.add_argument("--fast", action="store_true", help="as fast as possible, every window (default: real time)")
     _add_live_args(stream)
     _add_runtime_args(stream)
@@ -127,11 +181,17 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--fast", action="store_true", help="process the clip as fast as possible")
     demo.set_defaults(func=cmd_demo)
 
+    toy = sub.add_parser("toy-data", help="write the synthetic training task, a fresh tiny model and configs for it")
+    toy.add_argument("--out", required=True, metavar="DIR", help="a new or empty directory")
+    toy.add_argument("--train", type=POSITIVE_INT, default=48, help="training clips")
+    toy.add_argument("--held-out", type=POSITIVE_INT, default=24, help="held-out clips")
+    toy.set_defaults(func=cmd_toy_data)
+
     train = sub.add_parser("train", help="fine-tune: cold-start SFT or GRPO (config file: YAML or JSON)")
     train.add_argument("stage", choices=("sft", "grpo"))
     train.add_argument("--config", required=True, metavar="FILE")
     train.add_argument("--output-dir", help="override the config's output_dir")
-    train.add_argument("--max-steps", type=int, help="override the config's max_steps")
+    train.add_argument("--max-steps", type=COUNT, help="override the config's max_steps")
     train.add_argument("--resume", metavar="DIR|latest", help="resume from a checkpoint (or the latest one)")
     train.set_defaults(func=cmd_train)
 
@@ -139,8 +199,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_model_args(evaluate)
     evaluate.add_argument("--data", required=True, metavar="FILE", help="dataset JSON (published format)")
     evaluate.add_argument("--data-root", help="directory the dataset's video paths are relative to")
-    evaluate.add_argument("--labels", default="mafw")
-    evaluate.add_argument("--max-new-tokens", type=int, default=512)
+    evaluate.add_argument("--labels", default="mafw", choices=LABEL_SET_NAMES)
+    evaluate.add_argument("--max-new-tokens", type=POSITIVE_INT, default=512, help=MAX_NEW_TOKENS_HELP)
     evaluate.add_argument("--synonyms", action="store_true", help="score synonyms as their label (default: exact)")
     evaluate.add_argument("--resize", choices=("stretch", "pad"), default="stretch")
     evaluate.add_argument("--json", action="store_true")
@@ -174,54 +234,65 @@ def _open_bundle(args: argparse.Namespace):
     return Recognizer.from_bundle(args.bundle, backend=args.backend, threads=args.threads)
 
 
+def _refuse(given: list[str], why: str) -> None:
+    if given:
+        raise InputError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} {why}")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .labels import label_set
     from .media.decode import check_clip_file
 
     if (args.model is None) == (args.bundle is None):
         raise InputError("give either --model DIR (PyTorch) or --bundle DIR (runtime), not both or neither")
-    if args.max_new_tokens < 1:
-        raise InputError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
-    try:
-        label_set(args.labels)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
     clip = Path(args.clip)
     check_clip_file(clip)  # fail before the (slow) model load
     if args.bundle is not None:
+        torch_only = [f"--{name.replace('_', '-')} {value}" if value is not True else f"--{name.replace('_', '-')}"
+                      for name in ("instruction", "device", "dtype", "compile", "resize", "labels", "models_dir",
+                                   "siglip", "whisper", "bert", "allow_pickle")
+                      if (value := getattr(args, name)) not in (None, False)]
+        _refuse(torch_only, "to --model (PyTorch); a bundle fixed them at export (see its manifest). Re-export "
+                            "with them, or use --backend cuda for a GPU")
         recognizer = _open_bundle(args)
         result = recognizer.recognize_file(clip, use_audio=not args.video_only, mode=args.mode,
                                            max_new_tokens=args.max_new_tokens, max_think_tokens=args.max_think_tokens,
                                            constrain=not args.free_answer)
+        _notes(recognizer, result)
         _print_result(result, args.json)
         return 0
     runtime_only = [name for name, given in (("--backend", args.backend != "auto"), ("--threads", args.threads),
                                              ("--max-think-tokens", args.max_think_tokens is not None),
                                              ("--free-answer", args.free_answer)) if given]
-    if runtime_only:
-        raise InputError(f"{', '.join(runtime_only)} apply to --bundle (the runtime), not to --model; drop them or "
-                         "export a bundle")
+    _refuse(runtime_only, "to --bundle (the runtime), not to --model; drop them or export a bundle")
     import torch
 
-    if args.device == "cuda" and not torch.cuda.is_available():
+    device = args.device or "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda: PyTorch sees no CUDA device here; use --device cpu")
-    if args.compile and args.device != "cuda":
+    if args.compile and device != "cuda":
         raise InputError("--compile applies to --device cuda (the CPU path decodes with the dynamic cache)")
     from .model import TorchRecognizer
     from .prompt import INSTRUCTION
 
     recognizer = TorchRecognizer.from_checkpoint(
         args.model, args.siglip, args.whisper, args.bert, args.models_dir,
-        dtype=args.dtype or ("bf16" if args.device == "cuda" else "fp32"), device=args.device,
-        allow_pickle=args.allow_pickle, labels=args.labels, instruction=args.instruction or INSTRUCTION,
-        resize_mode=args.resize, compile=args.compile,
+        dtype=args.dtype or ("bf16" if device == "cuda" else "fp32"), device=device,
+        allow_pickle=args.allow_pickle, labels=args.labels or "mafw", instruction=args.instruction or INSTRUCTION,
+        resize_mode=args.resize or "stretch", compile=args.compile,
     )
     result = recognizer.recognize_file(clip, use_audio=not args.video_only, mode=args.mode,
                                        max_new_tokens=args.max_new_tokens)
+    _notes(recognizer, result)
     _print_result(result, args.json)
     return 0
+
+
+def _notes(recognizer, result) -> None:
+    """What the user should know about the input, on stderr (the result stays clean on stdout)."""
+    for note in getattr(result, "notes", ()):
+        print(f"r1omni-edge: note: {note}", file=sys.stderr)
 
 
 def _live_config(args: argparse.Namespace):
@@ -234,8 +305,24 @@ def _live_config(args: argparse.Namespace):
     return config
 
 
-def _summary(session) -> None:
-    print(f"windows {session.windows}, results {session.results}, dropped {session.dropped}", file=sys.stderr)
+def _finish(session) -> int:
+    """The summary line, then the exit code: an output that failed or an input that broke is an error after the
+    results it had; Ctrl-C is 130 and SIGTERM 143, as shells expect."""
+    print(f"windows {session.windows}, results {session.results}, dropped {session.dropped}, skipped "
+          f"{session.skipped}, failed {session.failed}", file=sys.stderr)
+    if session.failure is not None:
+        raise session.failure
+    return {"interrupted": 130, "terminated": 128 + signal.SIGTERM}.get(session.stop_reason, 0)
+
+
+def _terminate_gracefully() -> None:
+    """SIGTERM ends a live session like Ctrl-C does (its JSONL gets the stopped event), with its own exit code."""
+    from .runtime.live import Terminated
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def cmd_live(args: argparse.Namespace) -> int:
@@ -244,10 +331,11 @@ def cmd_live(args: argparse.Namespace) -> int:
     config = _live_config(args)
     recognizer = _open_bundle(args)
     camera = int(args.camera) if args.camera.isdigit() else args.camera
+    _terminate_gracefully()
     session = run_live(recognizer, camera, args.mic, use_microphone=not args.no_mic, config=config,
-                       jsonl=args.jsonl, show=args.show, duration=args.duration, view=not args.quiet)
-    _summary(session)
-    return 0
+                       jsonl=args.jsonl, show=args.show, duration=args.duration, view=not args.quiet,
+                       open_timeout=args.open_timeout)
+    return _finish(session)
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
@@ -259,16 +347,29 @@ def cmd_stream(args: argparse.Namespace) -> int:
     check_clip_file(Path(args.clip))
     config = _live_config(args)
     recognizer = _open_bundle(args)
+    _terminate_gracefully()
     session = run_stream(recognizer, args.clip, config, realtime=not args.fast, jsonl=args.jsonl,
                          view=not args.quiet)
-    _summary(session)
-    return 0
+    return _finish(session)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     return run_demo(args.dir, precision=args.precision, realtime=not args.fast)
+
+
+def cmd_toy_data(args: argparse.Namespace) -> int:
+    from .files import check_output_dir
+    from .synthetic.task import write_toy_data
+
+    check_output_dir(args.out, {})
+    written = write_toy_data(args.out, args.train, args.held_out)
+    print(f"wrote a tiny untrained R1-Omni in {written['models']} and the synthetic task in {written['task']}; "
+          "train it with:")
+    print(f"  r1omni-edge train sft --config {written['sft']}")
+    print(f"  r1omni-edge train grpo --config {written['grpo']}")
+    return 0
 
 
 def _progress(message: str) -> None:
@@ -288,12 +389,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export.exporter import ExportOptions, export_bundle
     from .prompt import INSTRUCTION
 
+    from .export.exporter import previous_bundle
+    from .files import check_output_dir
+
     start = time.perf_counter()
+    inputs = {f"--{name.replace('_', '-')}": getattr(args, name)
+              for name in ("model", "models_dir", "siglip", "whisper", "bert")}
+    check_output_dir(args.out, inputs, args.overwrite, previous_bundle)  # before the (slow) model load
     _progress(f"loading {args.model}")
     reference = _load_reference(args)
     options = ExportOptions(precision=args.precision, instruction=args.instruction or INSTRUCTION,
                             audio_seconds=args.audio_seconds, labels=args.labels, resize_mode=args.resize)
-    manifest = export_bundle(reference, args.out, options, progress=_progress)
+    manifest = export_bundle(reference, args.out, options, progress=_progress, overwrite=args.overwrite)
     total = sum(info["bytes"] for info in manifest.files.values())
     print(f"wrote {args.out}: {args.precision}, {len(manifest.files)} files, {total / 1e6:.1f} MB, "
           f"in {time.perf_counter() - start:.1f} s")
@@ -387,7 +494,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # a bad argument (one line already printed), or --help / --version
+        return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     if not args.verbose:
         import os
@@ -398,9 +508,12 @@ def main(argv: list[str] | None = None) -> int:
     except R1OmniError as exc:
         print(f"r1omni-edge {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"r1omni-edge {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        from .runtime.live import Terminated
+
+        terminated = isinstance(exc, Terminated)
+        print(f"r1omni-edge {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
 
 
 if __name__ == "__main__":
