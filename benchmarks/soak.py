@@ -46,15 +46,15 @@ class Sampler(threading.Thread):
     def __init__(self, every: float):
         super().__init__(daemon=True, name="soak-sampler")
         self.every, self.samples, self.started = every, [], time.monotonic()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self.samples.append({"t": round(time.monotonic() - self.started, 1), **process_status()})
-            self._stop.wait(self.every)
+            self._halt.wait(self.every)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join()
         self.samples.append({"t": round(time.monotonic() - self.started, 1), **process_status()})
 
