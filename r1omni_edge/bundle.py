@@ -32,12 +32,91 @@ FORMAT = "r1omni-edge-bundle"
 FORMAT_VERSION = 2  # 2: typed sections, validated on load, and the manifest's own checksum
 MANIFEST = "manifest.json"
 CHECKSUM_FIELD = "manifest_sha256"  # sha256 of the manifest's canonical JSON without this field
-PRECISIONS = ("fp32", "fp16", "int8", "int4")
+
+# ---- files -------------------------------------------------------------------------------------------------------
 PARTS = ("vision", "audio", "decoder")
 PART_FILES = {"vision": "vision.onnx", "audio": "audio.onnx", "decoder": "decoder.onnx"}
 EMBEDDINGS_FILE = "embeddings.npy"
 TOKENIZER_DIR = "tokenizer"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 ENGINES_DIR = "engines"
+TIMING_CACHE_FILE = f"{ENGINES_DIR}/timing.cache"
+
+
+def engine_file(part: str) -> str:
+    """Where build-engines writes a part's TensorRT engine, relative to the bundle."""
+    return f"{ENGINES_DIR}/{part}.plan"
+
+
+# ---- tensors -----------------------------------------------------------------------------------------------------
+VISION_INPUT, VISION_OUTPUT = "pixel_values", "video_embeds"
+AUDIO_INPUT, AUDIO_OUTPUT = "input_features", "audio_embeds"
+DECODER_EMBEDS, DECODER_POSITIONS, DECODER_LOGITS = "inputs_embeds", "position_ids", "logits"
+PAST_KEY, PAST_VALUE = "past_key_values.{layer}.key", "past_key_values.{layer}.value"  # optimum's names
+PRESENT_KEY, PRESENT_VALUE = "present.{layer}.key", "present.{layer}.value"
+PAST_SEQUENCE, TOTAL_SEQUENCE, SEQUENCE = "past_sequence", "total_sequence", "sequence"  # symbolic dimensions
+
+
+def past_key_name(layer: int) -> str:
+    return PAST_KEY.format(layer=layer)
+
+
+def past_value_name(layer: int) -> str:
+    return PAST_VALUE.format(layer=layer)
+
+
+def present_key_name(layer: int) -> str:
+    return PRESENT_KEY.format(layer=layer)
+
+
+def present_value_name(layer: int) -> str:
+    return PRESENT_VALUE.format(layer=layer)
+
+
+def past_names(layers: int) -> list[str]:
+    """The decoder's cache inputs in order: key then value of layer 0, 1, ..."""
+    return [name for i in range(layers) for name in (past_key_name(i), past_value_name(i))]
+
+
+def present_names(layers: int) -> list[str]:
+    return [name for i in range(layers) for name in (present_key_name(i), present_value_name(i))]
+
+
+# ---- precisions ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PartPlan:
+    precision: str  # the part's numbers
+    quantizer: str  # how export/quantize.py converts the traced fp32 part: none, fp16, dynamic-int8, matmulnbits-4
+    attention: str = "onnx"  # "com.microsoft.MultiHeadAttention": the encoders' attention fused for onnxruntime
+
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    parts: dict[str, PartPlan]
+    embeddings: str  # dtype of embeddings.npy
+    tensorrt: bool  # plain ONNX that TensorRT parses (no onnxruntime-only ops)
+    min_cosine: float  # verify: per-part cosine against PyTorch
+    min_token_agreement: float  # verify: share of clips with identical greedy tokens
+    min_label_agreement: float  # verify: share of clips with the same label
+
+
+FUSED = "com.microsoft.MultiHeadAttention"
+# The one precision table. The int4 bundle's 4 bits go where they pay: the decoder, whose token-by-token decode reads
+# every weight per token (memory-bound). The encoders run long sequences through their matrices (compute-bound),
+# where onnxruntime's 4-bit MatMulNBits was 3.7x slower than dynamic int8 on the Whisper encoder (8.9 s against
+# 2.4 s on 2 cores, benchmarks/results/latency.json of 2026-11-26), so they stay int8. Bundles that need
+# onnxruntime's own ops anyway (int8, int4) also get its fused attention in the encoders.
+PRECISION_TABLE: dict[str, PrecisionPlan] = {
+    "fp32": PrecisionPlan({p: PartPlan("fp32", "none") for p in PARTS}, "float32", True, 0.99999, 1.0, 1.0),
+    "fp16": PrecisionPlan({p: PartPlan("fp16", "fp16") for p in PARTS}, "float16", True, 0.999, 0.0, 0.99),
+    "int8": PrecisionPlan({"vision": PartPlan("int8", "dynamic-int8", FUSED),
+                           "audio": PartPlan("int8", "dynamic-int8", FUSED),
+                           "decoder": PartPlan("int8", "dynamic-int8")}, "float16", False, 0.99, 0.0, 0.99),
+    "int4": PrecisionPlan({"vision": PartPlan("int8", "dynamic-int8", FUSED),
+                           "audio": PartPlan("int8", "dynamic-int8", FUSED),
+                           "decoder": PartPlan("int4", "matmulnbits-4")}, "float16", False, 0.98, 0.0, 0.95),
+}
+PRECISIONS = tuple(PRECISION_TABLE)
 RESIZE_MODES = ("stretch", "pad")
 PROMPTS = ("video_audio", "video_only")
 PLACEHOLDERS = ("video", "audio", "image")
@@ -45,22 +124,6 @@ PLACEHOLDERS = ("video", "audio", "image")
 
 class BundleError(InputError):
     """A bundle directory is incomplete, altered or of another format."""
-
-
-def past_key_name(layer: int) -> str:
-    return f"past_key_values.{layer}.key"
-
-
-def past_value_name(layer: int) -> str:
-    return f"past_key_values.{layer}.value"
-
-
-def present_key_name(layer: int) -> str:
-    return f"present.{layer}.key"
-
-
-def present_value_name(layer: int) -> str:
-    return f"present.{layer}.value"
 
 
 class Section:
@@ -91,6 +154,14 @@ class PartSpec(Section):
     outputs: list[TensorSpec]
     precision: str
     attention: str = "onnx"  # or "com.microsoft.MultiHeadAttention": the encoders' attention fused (onnxruntime)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
 
 
 @dataclass
@@ -244,6 +315,13 @@ class Manifest:
             if getattr(self.preprocess, key) != getattr(self.model, key):
                 problems.append(f"preprocess.{key}: {getattr(self.preprocess, key)} differs from model.{key} "
                                 f"{getattr(self.model, key)}")
+        expected_io = {"vision": (1, 1), "audio": (1, 1),
+                       "decoder": (2 + 2 * self.model.num_layers, 1 + 2 * self.model.num_layers)}
+        for name, (inputs, outputs) in expected_io.items():
+            part = self.parts.get(name)
+            if part is not None and (len(part.inputs), len(part.outputs)) != (inputs, outputs):
+                problems.append(f"parts.{name}: {len(part.inputs)} inputs and {len(part.outputs)} outputs, expected "
+                                f"{inputs} and {outputs} for {self.model.num_layers} layers")
         vision = self.parts.get("vision")
         if vision is not None and vision.inputs and vision.inputs[0].shape[:1] != [self.model.num_frames]:
             problems.append(f"model.num_frames: {self.model.num_frames}, but the vision part takes "

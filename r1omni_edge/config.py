@@ -19,6 +19,24 @@ ARCHITECTURE = "HumanOmniQwen2ForCausalLM"
 PROJECTOR_TYPE = "all_in_one_small"
 AUDIO_PROJECTOR_TYPE = "mlp2x_gelu"
 
+# How many vectors the media become: the one place the shape rules of the two media paths are written down, for the
+# exporter, the runtime, and label mode's graph sizing alike.
+PROJECTOR_DOWNSAMPLE = 2  # the projector's branches halve each side of SigLIP's patch grid (14 x 14 -> 7 x 7)
+MEL_FRAMES_PER_SECOND = 100  # hop 160 at 16 kHz
+WHISPER_CONV_STRIDE = 2  # Whisper's second convolution halves the mel frames
+AUDIO_POOL = 3  # the audio path averages encoder states in threes
+
+
+def visual_tokens(num_frames: int, image_size: int, patch_size: int) -> int:
+    """(T, 3, size, size) frames -> T * ((size / patch) / 2) ** 2 vectors: 8 * 49 = 392 for R1-Omni."""
+    return num_frames * (image_size // patch_size // PROJECTOR_DOWNSAMPLE) ** 2
+
+
+def audio_tokens(seconds: int) -> int:
+    """``seconds`` of log-mel -> seconds * 100 / 2 / 3 vectors: 500 for the published 30 s window."""
+    return seconds * MEL_FRAMES_PER_SECOND // WHISPER_CONV_STRIDE // AUDIO_POOL
+
+
 # Fields without which the model cannot be built; everything else has the published value as its default.
 REQUIRED_FIELDS = (
     "model_type",

@@ -234,7 +234,7 @@ def test_backend_selection(bundles):
 
     from r1omni_edge.errors import InputError
     from r1omni_edge.runtime.backends import make_backend
-    from r1omni_edge.runtime.tensorrt_backend import engines_available
+    from r1omni_edge.tensorrt_support import engines_available
 
     manifest, path = bundles["fp32"]
     assert make_backend(path, manifest, "auto").name == "onnxruntime-cpu"  # no GPU provider here

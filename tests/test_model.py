@@ -203,10 +203,16 @@ def test_label_forward_equals_decoding_the_label_trie_step_by_step(recognizer, c
     from r1omni_edge.model.decoder import qwen2_forward
     from r1omni_edge.model.label_graph import shared_prefixes
 
+    from r1omni_edge.model.accelerated import AcceleratedEngine
+
     model = recognizer.model
     clip = decode_clip(clips["av"], model.config.num_frames)
-    pixels, mel, _ = recognizer._inputs(clip.frames, clip.audio, clip.sample_rate, use_audio=True)
-    forward = recognizer.label_forward(recognizer.instruction, True)
+    inputs = recognizer.processor(clip.frames, clip.audio, clip.sample_rate, use_audio=True)
+    pixels, mel = torch.from_numpy(inputs.pixel_values), torch.from_numpy(inputs.input_features[0])
+    accelerated = AcceleratedEngine(model, recognizer.tokenizer, recognizer.bert_tokenizer, recognizer.labels,
+                                    recognizer.instruction)  # on the CPU: the one forward, run eagerly
+    forward = accelerated.label_forward(recognizer.tokenizer.encode_prompt(recognizer.instruction)
+                                        + recognizer.label_suffix_ids, recognizer.label_sequences)
     root, nodes = forward(pixels, mel)
     assert len(nodes) >= 2 and set(nodes) == set(shared_prefixes(recognizer.label_sequences))
 

@@ -15,10 +15,13 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..bundle import (EMBEDDINGS_FILE, MANIFEST, PART_FILES, PRECISIONS, TOKENIZER_DIR, BundleError, GenerationSpec,
-                      Manifest, ModelSpec, PartSpec, PreprocessSpec, PromptSpec, TensorSpec, TokenSpec, describe_files,
-                      past_key_name, past_value_name, present_key_name, present_value_name, read_manifest,
+from ..bundle import (AUDIO_INPUT, AUDIO_OUTPUT, DECODER_EMBEDS, DECODER_LOGITS, DECODER_POSITIONS,
+                      EMBEDDINGS_FILE, FUSED, MANIFEST, PART_FILES, PAST_SEQUENCE, PRECISION_TABLE, PRECISIONS,
+                      SEQUENCE, TOKENIZER_DIR, TOKENIZER_FILES, TOTAL_SEQUENCE, VISION_INPUT, VISION_OUTPUT,
+                      BundleError, GenerationSpec, Manifest, ModelSpec, PartSpec, PreprocessSpec, PromptSpec,
+                      TensorSpec, TokenSpec, describe_files, past_names, present_names, read_manifest,
                       write_manifest)
+from ..config import MEL_FRAMES_PER_SECOND, audio_tokens, visual_tokens
 from ..errors import InputError
 from ..files import atomic_directory, check_output_dir
 from ..labels import label_set
@@ -31,21 +34,7 @@ from .parts import FUSED_ATTENTION_OPSET, AudioPart, DecoderPart, VisionPart, fu
 from .quantize import CONVERTERS
 
 log = logging.getLogger(__name__)
-
-# Which conversion each part gets at each bundle precision. The int4 bundle's 4 bits go where they pay: the decoder,
-# whose token-by-token decode reads every weight per token (memory-bound). The encoders run long sequences through
-# their matrices (compute-bound), where onnxruntime's 4-bit MatMulNBits was 3.7x slower than dynamic int8 on the
-# Whisper encoder (8.9 s against 2.4 s on 2 cores, benchmarks/results/latency.json of 2026-11-26), so they stay int8.
-PART_PRECISION = {
-    "fp32": {"vision": "fp32", "audio": "fp32", "decoder": "fp32"},
-    "fp16": {"vision": "fp16", "audio": "fp16", "decoder": "fp16"},
-    "int8": {"vision": "int8", "audio": "int8", "decoder": "int8"},
-    "int4": {"vision": "int8", "audio": "int8", "decoder": "int4"},
-}
-# Bundles that need onnxruntime's own ops anyway also get its fused attention in the encoders (see parts.py).
-FUSED_ATTENTION_PRECISIONS = ("int8", "int4")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
-
+ENCODER_IO = {"vision": (VISION_INPUT, VISION_OUTPUT), "audio": (AUDIO_INPUT, AUDIO_OUTPUT)}
 
 @dataclass
 class ExportOptions:
@@ -109,9 +98,9 @@ def export_bundle(recognizer: TorchRecognizer, out: str | Path, options: ExportO
     model = recognizer.model.float().eval()
     config = model.config
     instruction = options.instruction or recognizer.instruction
-    precisions = PART_PRECISION[options.precision]
+    plan = PRECISION_TABLE[options.precision]
     files: list[str] = []
-    steps = 5 + sum(p != "fp32" for p in precisions.values())
+    steps = 5 + sum(part.quantizer != "none" for part in plan.parts.values())
     step = 0
 
     def report(message: str) -> float:
@@ -124,50 +113,48 @@ def export_bundle(recognizer: TorchRecognizer, out: str | Path, options: ExportO
         with torch.no_grad():
             gate = recognizer.gate(instruction)
         frames, hidden = config.num_frames, config.hidden_size
-        visual_tokens = frames * (IMAGE_SIZE // model.tower_configs.siglip.patch_size // 2) ** 2
-        mel_frames = options.audio_seconds * 100
-        audio_tokens = mel_frames // 2 // 3
+        visual = visual_tokens(frames, IMAGE_SIZE, model.tower_configs.siglip.patch_size)
+        mel_frames = options.audio_seconds * MEL_FRAMES_PER_SECOND
+        audio = audio_tokens(options.audio_seconds)
         layers, kv_heads, head_dim = config.num_hidden_layers, config.num_key_value_heads, config.head_dim
 
-        fused = options.precision in FUSED_ATTENTION_PRECISIONS
-        attention = "com.microsoft.MultiHeadAttention" if fused else "onnx"
-        with fused_encoder_attention(*((model.vision_tower, model.audio_tower) if fused else ())):
-            start = report("vision.onnx (SigLIP to layer -2, projector, gate folded in)")
-            files += export_module(VisionPart(model, gate).eval(), (torch.zeros(frames, 3, IMAGE_SIZE, IMAGE_SIZE),),
-                                   staging / PART_FILES["vision"], ["pixel_values"], ["video_embeds"], {},
-                                   FUSED_ATTENTION_OPSET if fused else None)
-            log.info("vision exported in %.1f s", time.perf_counter() - start)
+        def encoder(part: str, module, example: torch.Tensor, tower, what: str) -> None:
+            nonlocal files
+            fused = plan.parts[part].attention == FUSED
+            start = report(f"{PART_FILES[part]} ({what})")
+            with fused_encoder_attention(*((tower,) if fused else ())):
+                files += export_module(module.eval(), (example,), staging / PART_FILES[part],
+                                       [ENCODER_IO[part][0]], [ENCODER_IO[part][1]], {},
+                                       FUSED_ATTENTION_OPSET if fused else None)
+            log.info("%s exported in %.1f s", part, time.perf_counter() - start)
 
-            start = report(f"audio.onnx (Whisper encoder on {options.audio_seconds} s, pool, projector)")
-            files += export_module(AudioPart(model).eval(), (torch.zeros(1, N_MELS, mel_frames),),
-                                   staging / PART_FILES["audio"], ["input_features"], ["audio_embeds"], {},
-                                   FUSED_ATTENTION_OPSET if fused else None)
-            log.info("audio exported in %.1f s", time.perf_counter() - start)
+        encoder("vision", VisionPart(model, gate), torch.zeros(frames, 3, IMAGE_SIZE, IMAGE_SIZE), model.vision_tower,
+                "SigLIP to layer -2, projector, gate folded in")
+        encoder("audio", AudioPart(model), torch.zeros(1, N_MELS, mel_frames), model.audio_tower,
+                f"Whisper encoder on {options.audio_seconds} s, pool, projector")
 
-        start = report(f"decoder.onnx (Qwen2, {layers} layers, KV cache in and out)")
-        past_names = [n for i in range(layers) for n in (past_key_name(i), past_value_name(i))]
-        present_names = [n for i in range(layers) for n in (present_key_name(i), present_value_name(i))]
-        dynamic = {"inputs_embeds": {1: "sequence"}, "position_ids": {1: "sequence"}}
-        dynamic.update({n: {2: "past_sequence"} for n in past_names})
-        dynamic.update({n: {2: "total_sequence"} for n in present_names})
+        start = report(f"{PART_FILES['decoder']} (Qwen2, {layers} layers, KV cache in and out)")
+        pasts, presents = past_names(layers), present_names(layers)
+        dynamic = {DECODER_EMBEDS: {1: SEQUENCE}, DECODER_POSITIONS: {1: SEQUENCE}}
+        dynamic.update({n: {2: PAST_SEQUENCE} for n in pasts})
+        dynamic.update({n: {2: TOTAL_SEQUENCE} for n in presents})
         example = (torch.zeros(1, 3, hidden), torch.arange(3)[None],
-                   *[torch.zeros(1, kv_heads, 0, head_dim) for _ in past_names])
+                   *[torch.zeros(1, kv_heads, 0, head_dim) for _ in pasts])
         files += export_module(DecoderPart(model.llm).eval(), example, staging / PART_FILES["decoder"],
-                               ["inputs_embeds", "position_ids", *past_names], ["logits", *present_names], dynamic)
+                               [DECODER_EMBEDS, DECODER_POSITIONS, *pasts], [DECODER_LOGITS, *presents], dynamic)
         log.info("decoder exported in %.1f s", time.perf_counter() - start)
 
-        for part, precision in precisions.items():
-            if precision == "fp32":
+        for part, part_plan in plan.parts.items():
+            if part_plan.quantizer == "none":
                 continue
-            start = report(f"{PART_FILES[part]} -> {precision}")
-            written = CONVERTERS[precision](staging / PART_FILES[part])
+            start = report(f"{PART_FILES[part]} -> {part_plan.precision}")
+            written = CONVERTERS[part_plan.quantizer](staging / PART_FILES[part])
             files = [f for f in files if not f.startswith(PART_FILES[part])] + written
-            log.info("%s converted to %s in %.1f s", part, precision, time.perf_counter() - start)
+            log.info("%s converted to %s in %.1f s", part, part_plan.precision, time.perf_counter() - start)
 
         report("embedding table and tokenizer")
         table = model.llm.get_input_embeddings().weight.detach().float().numpy()
-        table_dtype = np.float32 if options.precision == "fp32" else np.float16
-        np.save(staging / EMBEDDINGS_FILE, table.astype(table_dtype))
+        np.save(staging / EMBEDDINGS_FILE, table.astype(plan.embeddings))
         files.append(EMBEDDINGS_FILE)
         (staging / TOKENIZER_DIR).mkdir()
         for name in TOKENIZER_FILES:
@@ -176,30 +163,29 @@ def export_bundle(recognizer: TorchRecognizer, out: str | Path, options: ExportO
 
         report("manifest (sha256 of every file)")
         kv_spec = lambda name, length: TensorSpec(name, [1, kv_heads, length, head_dim], "float32")  # noqa: E731
+
+        def spec(part: str, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> PartSpec:
+            return PartSpec(PART_FILES[part], inputs, outputs, plan.parts[part].precision, plan.parts[part].attention)
+
         parts = {
-            "vision": PartSpec(PART_FILES["vision"], [TensorSpec("pixel_values", [frames, 3, IMAGE_SIZE, IMAGE_SIZE],
-                                                                 "float32")],
-                               [TensorSpec("video_embeds", [visual_tokens, hidden], "float32")], precisions["vision"],
-                               attention),
-            "audio": PartSpec(PART_FILES["audio"], [TensorSpec("input_features", [1, N_MELS, mel_frames], "float32")],
-                              [TensorSpec("audio_embeds", [audio_tokens, hidden], "float32")], precisions["audio"],
-                              attention),
-            "decoder": PartSpec(
-                PART_FILES["decoder"],
-                [TensorSpec("inputs_embeds", [1, "sequence", hidden], "float32"),
-                 TensorSpec("position_ids", [1, "sequence"], "int64"),
-                 *[kv_spec(n, "past_sequence") for n in past_names]],
-                [TensorSpec("logits", [1, config.vocab_size], "float32"),
-                 *[kv_spec(n, "total_sequence") for n in present_names]],
-                precisions["decoder"]),
+            "vision": spec("vision", [TensorSpec(VISION_INPUT, [frames, 3, IMAGE_SIZE, IMAGE_SIZE], "float32")],
+                           [TensorSpec(VISION_OUTPUT, [visual, hidden], "float32")]),
+            "audio": spec("audio", [TensorSpec(AUDIO_INPUT, [1, N_MELS, mel_frames], "float32")],
+                          [TensorSpec(AUDIO_OUTPUT, [audio, hidden], "float32")]),
+            "decoder": spec("decoder",
+                            [TensorSpec(DECODER_EMBEDS, [1, SEQUENCE, hidden], "float32"),
+                             TensorSpec(DECODER_POSITIONS, [1, SEQUENCE], "int64"),
+                             *[kv_spec(n, PAST_SEQUENCE) for n in pasts]],
+                            [TensorSpec(DECODER_LOGITS, [1, config.vocab_size], "float32"),
+                             *[kv_spec(n, TOTAL_SEQUENCE) for n in presents]]),
         }
         tokenizer = recognizer.tokenizer
         manifest = Manifest(
             precision=options.precision,
             model=ModelSpec(hidden_size=hidden, num_layers=layers, num_heads=config.num_attention_heads,
                             num_kv_heads=kv_heads, head_dim=head_dim, vocab_size=config.vocab_size,
-                            num_frames=frames, image_size=IMAGE_SIZE, visual_tokens=visual_tokens,
-                            audio_tokens=audio_tokens, audio_seconds=options.audio_seconds, n_mels=N_MELS,
+                            num_frames=frames, image_size=IMAGE_SIZE, visual_tokens=visual,
+                            audio_tokens=audio, audio_seconds=options.audio_seconds, n_mels=N_MELS,
                             max_positions=config.max_position_embeddings,
                             source_checkpoint=Path(recognizer.report.checkpoint).name if recognizer.report else None),
             parts=parts,

@@ -64,4 +64,5 @@ def to_int4(path: Path, block_size: int = INT4_BLOCK_SIZE) -> list[str]:
     return save_model(quantizer.model.model, path)
 
 
-CONVERTERS = {"fp16": to_fp16, "int8": to_int8, "int4": to_int4}
+# By the quantizer names of bundle.py's precision table ("none" parts stay as traced).
+CONVERTERS = {"fp16": to_fp16, "dynamic-int8": to_int8, "matmulnbits-4": to_int4}

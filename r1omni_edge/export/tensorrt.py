@@ -11,15 +11,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..bundle import (ENGINES_DIR, EnginePartSpec, EnginesSpec, Manifest, describe_files, load_bundle, past_key_name, past_value_name,
-                      write_manifest)
+from ..bundle import (PARTS, PRECISION_TABLE, TIMING_CACHE_FILE, EnginePartSpec, EnginesSpec, Manifest, describe_files,
+                      engine_file, load_bundle, write_manifest)
 from ..errors import InputError
-from ..runtime.tensorrt_backend import import_tensorrt
+from ..tensorrt_support import import_tensorrt
 
 log = logging.getLogger(__name__)
 
 MAX_POSITIONS = 2048  # the training context: prefill up to 2048 positions, decode with up to 2048 past
-TIMING_CACHE = "timing.cache"
 
 
 Shape = tuple[int, ...]
@@ -38,15 +37,15 @@ def part_profiles(manifest: Manifest, part: str, max_positions: int = MAX_POSITI
         return [{spec.name: (shape, shape, shape)}]
     if part != "decoder":
         raise ValueError(f"unknown part {part!r}")
-    hidden, kv, head = model["hidden_size"], model["num_kv_heads"], model["head_dim"]
-    past_names = [n for i in range(manifest.num_layers) for n in (past_key_name(i), past_value_name(i))]
+    hidden, kv, head = model.hidden_size, model.num_kv_heads, model.head_dim
+    embeds, positions, *pasts = manifest.parts["decoder"].input_names  # the names the manifest declares
 
     def profile(new: tuple[int, int, int], past: tuple[int, int, int]) -> dict[str, tuple[Shape, Shape, Shape]]:
         shapes = {
-            "inputs_embeds": tuple((1, n, hidden) for n in new),
-            "position_ids": tuple((1, n) for n in new),
+            embeds: tuple((1, n, hidden) for n in new),
+            positions: tuple((1, n) for n in new),
         }
-        shapes.update({name: tuple((1, kv, p, head) for p in past) for name in past_names})
+        shapes.update({name: tuple((1, kv, p, head) for p in past) for name in pasts})
         return shapes  # type: ignore[return-value]
 
     prefill = profile((1, min(1024, max_positions), max_positions), (0, 32, max_positions))
@@ -57,7 +56,7 @@ def part_profiles(manifest: Manifest, part: str, max_positions: int = MAX_POSITI
 def build_flags(precision: str, fp16: bool, int8: bool) -> dict[str, Any]:
     """How each engine is built. fp16 bundles are built strongly typed (the ONNX types decide, so norms and softmax
     stay fp32 as exported); fp32 bundles with --fp16 let TensorRT choose fp16 kernels, with a parity check after."""
-    if precision in ("int8", "int4"):
+    if not PRECISION_TABLE[precision].tensorrt:
         raise InputError(
             f"this bundle is {precision}: its weights use onnxruntime's dynamic-quantization / MatMulNBits ops, which "
             "TensorRT does not parse; export an fp16 (or fp32) bundle for TensorRT"
@@ -102,7 +101,7 @@ def engines_entry(trt_version: str, device: str, flags: dict[str, Any], profiles
         tensorrt_version=trt_version,
         device=device,
         flags=flags,
-        parts={part: EnginePartSpec(file=f"{ENGINES_DIR}/{part}.plan", profiles=[
+        parts={part: EnginePartSpec(file=engine_file(part), profiles=[
             {name: [list(s) for s in shapes] for name, shapes in p.items()} for p in plist])
             for part, plist in profiles.items()},
     )
@@ -118,15 +117,15 @@ def build_engines(bundle_dir: str | Path, fp16: bool = False, int8: bool = False
     import torch  # only for the device name; export/ may use torch
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "unknown"
-    engines = bundle_dir / ENGINES_DIR
-    engines.mkdir(exist_ok=True)
-    profiles = {part: part_profiles(manifest, part, max_positions) for part in ("vision", "audio", "decoder")}
+    profiles = {part: part_profiles(manifest, part, max_positions) for part in PARTS}
     for index, (part, part_profile) in enumerate(profiles.items(), 1):
-        progress(f"[{index}/3] engines/{part}.plan")
-        build_engine(trt, manifest.part_path(bundle_dir, part), engines / f"{part}.plan", part_profile, flags,
-                     engines / TIMING_CACHE)
+        progress(f"[{index}/{len(profiles)}] {engine_file(part)}")
+        target = bundle_dir / engine_file(part)
+        target.parent.mkdir(exist_ok=True)
+        build_engine(trt, manifest.part_path(bundle_dir, part), target, part_profile, flags,
+                     bundle_dir / TIMING_CACHE_FILE)
     manifest.engines = engines_entry(trt.__version__, device, flags, profiles)
-    new_files = [f"{ENGINES_DIR}/{part}.plan" for part in profiles] + [f"{ENGINES_DIR}/{TIMING_CACHE}"]
+    new_files = [engine_file(part) for part in profiles] + [TIMING_CACHE_FILE]
     manifest.files.update(describe_files(bundle_dir, new_files))
     write_manifest(bundle_dir, manifest)
     return manifest

@@ -29,7 +29,9 @@ class LabelForward:
     """(pixels, log-mel) -> the label trie's logits, for one prompt (ids ending in label mode's suffix)."""
 
     def __init__(self, model, ids: list[int], sequences: dict[str, list[int]], gate: torch.Tensor,
-                 use_graph: bool | None = None):
+                 prompt_length: int, use_graph: bool | None = None):
+        """``prompt_length``: the prompt's positions with its media (``pipeline.recognizer.prompt_length``, from the
+        configuration's token counts), which fixes the graph's shapes before any clip is seen."""
         self.model = model
         self.device = model.device
         self.segments = model.text_segments(ids)
@@ -39,8 +41,7 @@ class LabelForward:
         tokens = torch.tensor([p[-1] for p in self.prefixes], dtype=torch.long, device=self.device)
         self.tree_embeds = table(tokens)[None] if self.prefixes else None
         self.inv_freq = rope_inverse_frequencies(model.llm).to(self.device)
-        self.positions = self.mask = self.rows = None
-        self.prompt_length = 0
+        self._layout(prompt_length)
         self.use_graph = self.device.type == "cuda" if use_graph is None else use_graph
         self.graph = None
         self.static: dict[str, torch.Tensor] = {}
@@ -74,14 +75,15 @@ class LabelForward:
 
     def _forward(self, pixels: torch.Tensor, mel: torch.Tensor | None) -> torch.Tensor:
         embeds = self._embeds(pixels, mel)
+        if embeds.shape[1] != self.prompt_length + len(self.prefixes):
+            raise ValueError(f"the prompt with its media has {embeds.shape[1] - len(self.prefixes)} positions, the "
+                             f"label forward was laid out for {self.prompt_length}")
         hidden, _ = qwen2_forward(self.model.llm, embeds, self.positions, inv_freq=self.inv_freq, mask=self.mask)
         return self.model.llm.lm_head(hidden[0, self.rows]).float()  # (1 + prefixes, vocab)
 
     @torch.inference_mode()
     def __call__(self, pixels: torch.Tensor, mel: torch.Tensor | None) -> tuple[np.ndarray, dict]:
         """-> (logits after ``<answer>``, {shared prefix: logits after it}) as numpy."""
-        if self.positions is None:  # the prompt's length with its media, from one eager pass of the encoders
-            self._layout(self._embeds(pixels, mel).shape[1] - len(self.prefixes))
         logits = self._replay(pixels, mel) if self.use_graph else self._forward(pixels, mel)
         rows = logits.cpu().numpy()
         return rows[0], {prefix: rows[1 + i] for i, prefix in enumerate(self.prefixes)}

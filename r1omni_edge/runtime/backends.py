@@ -1,8 +1,9 @@
-"""Backends that run a bundle's three parts. One interface (``vision``, ``audio``, ``decoder``); the generation loop
-and the recognizer never know which one runs. numpy + onnxruntime only, never torch.
+"""Backends that run a bundle: the pipeline's engine interface over the bundle's three parts, its embedding table
+and its tokenizer. numpy + onnxruntime only, never torch.
 
-The KV cache is whatever the backend returns from ``decoder`` and takes back on the next call: plain numpy arrays
-on the CPU. A cache is never modified in place, so the prompt prefix's cache can be reused for every clip.
+Every name a backend binds (tensors, KV inputs and outputs) is read from the manifest, which the exporter wrote from
+``bundle.py``. The KV cache is whatever ``decoder`` returns and takes back on the next call: plain numpy arrays on
+the CPU, OrtValues on a device. A cache is never modified in place, so the prompt prefix's cache serves every clip.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from ..bundle import Manifest, past_key_name, past_value_name, present_key_name, present_value_name
+from ..bundle import EMBEDDINGS_FILE, PARTS, TOKENIZER_DIR, Manifest
 from ..errors import InputError
+from ..pipeline.engine import EngineInfo
 
 log = logging.getLogger(__name__)
 
@@ -27,16 +29,58 @@ ORT_PROVIDERS = {
 BACKENDS = ("auto", "cpu", "cuda", "tensorrt", "engine")  # engine: native TensorRT engines from build-engines
 
 
-class Backend(Protocol):
-    name: str
+class BundleText:
+    """The bundle's tokenizer, as the pipeline uses it."""
 
-    def vision(self, pixel_values: np.ndarray) -> np.ndarray: ...
+    def __init__(self, path: Path):
+        from tokenizers import Tokenizer
 
-    def audio(self, input_features: np.ndarray) -> np.ndarray: ...
+        self.tokenizer = Tokenizer.from_file(str(path))
 
-    def empty_cache(self) -> Any: ...
+    def encode_text(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
 
-    def decoder(self, inputs_embeds: np.ndarray, position_ids: np.ndarray, cache: Any) -> tuple[np.ndarray, Any]: ...
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+class BundleEngine:
+    """What every backend of a bundle shares: the manifest's facts and names, the embedding table (looked up in
+    numpy) and the tokenizer. Subclasses run the parts."""
+
+    name = "bundle"
+
+    def __init__(self, directory: Path, manifest: Manifest):
+        self.directory = Path(directory)
+        self.manifest = manifest
+        self.embeddings = np.load(self.directory / EMBEDDINGS_FILE, mmap_mode="r")
+        self.text = BundleText(self.directory / TOKENIZER_DIR / "tokenizer.json")
+        model, preprocess = manifest.model, manifest.preprocess
+        self.info = EngineInfo(num_frames=preprocess.num_frames, image_size=preprocess.image_size,
+                               resize_mode=preprocess.resize_mode, audio_seconds=preprocess.audio_seconds,
+                               n_mels=model.n_mels, labels=tuple(manifest.labels),
+                               stop_ids=frozenset(manifest.tokens.stop_ids),
+                               max_new_tokens=manifest.generation.max_new_tokens, visual_tokens=model.visual_tokens,
+                               audio_tokens=model.audio_tokens)
+        (self.vision_input,), (self.vision_output,) = (manifest.parts["vision"].input_names,
+                                                       manifest.parts["vision"].output_names)
+        (self.audio_input,), (self.audio_output,) = (manifest.parts["audio"].input_names,
+                                                     manifest.parts["audio"].output_names)
+        self.embeds_name, self.positions_name, *self.past_names = manifest.parts["decoder"].input_names
+        self.logits_name, *self.present_names = manifest.parts["decoder"].output_names
+        self.kv_shape = (1, model.num_kv_heads, 0, model.head_dim)
+
+    def prompt_ids(self, use_audio: bool) -> list[int]:
+        return list(self.manifest.prompt["video_audio" if use_audio else "video_only"].ids)
+
+    def gate(self) -> None:
+        return None  # folded into the vision part at export (manifest.gate records it)
+
+    def embed(self, ids: list[int]) -> np.ndarray:
+        return np.asarray(self.embeddings[ids], dtype=np.float32)
+
+    def join(self, pieces: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(pieces)[None].astype(np.float32, copy=False)
 
 
 def resolve_backend(name: str) -> str:
@@ -71,7 +115,7 @@ def session_options(threads: int | None):
     return options
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(BundleEngine):
     """onnxruntime with the CPU, CUDA or TensorRT execution provider.
 
     With ``io_binding`` (the default on GPUs) the decoder's KV cache stays on the device between steps as OrtValues:
@@ -82,32 +126,29 @@ class OnnxRuntimeBackend:
                  io_binding: bool | None = None):
         import onnxruntime as ort
 
+        super().__init__(directory, manifest)
         self.name = f"onnxruntime-{provider}"
-        self.manifest = manifest
         options = session_options(threads)
         providers = ORT_PROVIDERS[provider]
         self.sessions = {}
-        for part in ("vision", "audio", "decoder"):
+        for part in PARTS:
             path = manifest.part_path(directory, part)
             try:
                 self.sessions[part] = ort.InferenceSession(str(path), options, providers=providers)
             except Exception as exc:  # onnxruntime raises its own exception types for unusable graphs
                 raise InputError(f"{path}: onnxruntime cannot load this part ({exc})") from exc
-        layers = manifest.num_layers
-        self.past_names = [n for i in range(layers) for n in (past_key_name(i), past_value_name(i))]
-        self.present_names = [n for i in range(layers) for n in (present_key_name(i), present_value_name(i))]
-        self.kv_shape = (1, manifest.model["num_kv_heads"], 0, manifest.model["head_dim"])
         self.io_binding = provider != "cpu" if io_binding is None else io_binding
         self.device = "cuda" if provider != "cpu" else "cpu"
         if self.io_binding:
             self.name += "-iobinding"
 
     def vision(self, pixel_values: np.ndarray) -> np.ndarray:
-        return self.sessions["vision"].run(None, {"pixel_values": pixel_values.astype(np.float32, copy=False)})[0]
+        feed = {self.vision_input: pixel_values.astype(np.float32, copy=False)}
+        return self.sessions["vision"].run([self.vision_output], feed)[0]
 
     def audio(self, input_features: np.ndarray) -> np.ndarray:
-        feed = {"input_features": input_features.astype(np.float32, copy=False)}
-        return self.sessions["audio"].run(None, feed)[0]
+        feed = {self.audio_input: input_features.astype(np.float32, copy=False)}
+        return self.sessions["audio"].run([self.audio_output], feed)[0]
 
     def empty_cache(self) -> list:
         empty = np.zeros(self.kv_shape, np.float32)
@@ -120,17 +161,17 @@ class OnnxRuntimeBackend:
     def decoder(self, inputs_embeds: np.ndarray, position_ids: np.ndarray, cache: list) -> tuple[np.ndarray, list]:
         inputs_embeds = np.ascontiguousarray(inputs_embeds, dtype=np.float32)
         if not self.io_binding:
-            feed = {"inputs_embeds": inputs_embeds, "position_ids": position_ids}
+            feed = {self.embeds_name: inputs_embeds, self.positions_name: position_ids}
             feed.update(zip(self.past_names, cache))
-            outputs = self.sessions["decoder"].run(None, feed)
+            outputs = self.sessions["decoder"].run([self.logits_name, *self.present_names], feed)
             return outputs[0], outputs[1:]
         session = self.sessions["decoder"]
         binding = session.io_binding()
-        binding.bind_cpu_input("inputs_embeds", inputs_embeds)
-        binding.bind_cpu_input("position_ids", np.ascontiguousarray(position_ids, dtype=np.int64))
+        binding.bind_cpu_input(self.embeds_name, inputs_embeds)
+        binding.bind_cpu_input(self.positions_name, np.ascontiguousarray(position_ids, dtype=np.int64))
         for name, value in zip(self.past_names, cache):
             binding.bind_ortvalue_input(name, value)
-        binding.bind_output("logits", "cpu")
+        binding.bind_output(self.logits_name, "cpu")
         for name in self.present_names:
             binding.bind_output(name, self.device, 0)
         session.run_with_iobinding(binding)
@@ -138,10 +179,11 @@ class OnnxRuntimeBackend:
         return outputs[0].numpy(), list(outputs[1:])
 
 
-def make_backend(directory: Path, manifest: Manifest, backend: str = "auto", threads: int | None = None) -> Backend:
+def make_backend(directory: Path, manifest: Manifest, backend: str = "auto", threads: int | None = None) -> BundleEngine:
     """'auto': the bundle's TensorRT engines when it has them and TensorRT is here, else the best onnxruntime
     provider (TensorRT EP, CUDA, CPU)."""
-    from .tensorrt_backend import TensorRTBackend, engines_available
+    from ..tensorrt_support import engines_available
+    from .tensorrt_backend import TensorRTBackend
 
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")

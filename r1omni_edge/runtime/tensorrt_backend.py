@@ -13,32 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import ENGINES_DIR, Manifest, past_key_name, past_value_name, present_key_name, present_value_name
+from ..bundle import PARTS, Manifest, engine_file
 from ..errors import InputError
+from ..tensorrt_support import import_tensorrt
+from .backends import BundleEngine
 
 PREFILL_PROFILE, DECODE_PROFILE = 0, 1
-
-
-class TensorRTMissing(InputError):
-    """TensorRT is not importable here."""
-
-
-def import_tensorrt():
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise TensorRTMissing(
-            "TensorRT is not installed here: build and run engines on the GPU or Jetson that uses them "
-            "(JetPack ships TensorRT; on x86 use NVIDIA's TensorRT container or wheels from NVIDIA's index)"
-        ) from None
-    return trt
-
-
-def engines_available() -> bool:
-    """TensorRT and cuda-python are importable (checked without importing them)."""
-    import importlib.util
-
-    return all(importlib.util.find_spec(name) is not None for name in ("tensorrt", "cuda"))
 
 
 def _import_cuda():
@@ -77,20 +57,20 @@ class DeviceTensor:
             self.ptr = None
 
 
-class TensorRTBackend:
+class TensorRTBackend(BundleEngine):
     def __init__(self, directory: Path, manifest: Manifest):
         trt = import_tensorrt()
         self.trt = trt
         self.cudart = _import_cuda()
         if not manifest.engines:
             raise InputError(f"{directory}: the bundle has no TensorRT engines; run `r1omni-edge build-engines` first")
+        super().__init__(directory, manifest)
         self.name = f"tensorrt-{trt.__version__}"
-        self.manifest = manifest
         self.stream = _check(self.cudart.cudaStreamCreate())
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engines = {}
-        for part in ("vision", "audio", "decoder"):
-            path = Path(directory) / ENGINES_DIR / f"{part}.plan"
+        for part in PARTS:
+            path = Path(directory) / engine_file(part)
             engine = runtime.deserialize_cuda_engine(path.read_bytes())
             if engine is None:
                 raise InputError(
@@ -104,10 +84,6 @@ class TensorRTBackend:
             context = self.engines["decoder"].create_execution_context()
             context.set_optimization_profile_async(profile, self.stream)
             self.contexts[name] = context
-        layers = manifest.num_layers
-        self.past_names = [n for i in range(layers) for n in (past_key_name(i), past_value_name(i))]
-        self.present_names = [n for i in range(layers) for n in (present_key_name(i), present_value_name(i))]
-        self.kv_shape = (1, manifest.model["num_kv_heads"], 0, manifest.model["head_dim"])
 
     # ---- memory ------------------------------------------------------------------------------------------------
     def _upload(self, array: np.ndarray) -> DeviceTensor:
@@ -144,24 +120,24 @@ class TensorRTBackend:
 
     # ---- the backend interface ------------------------------------------------------------------------------
     def vision(self, pixel_values: np.ndarray) -> np.ndarray:
-        out = self._execute("vision", "vision", {"pixel_values": self._upload(pixel_values.astype(np.float32))},
-                            ["video_embeds"])
-        return self._download(out["video_embeds"])
+        out = self._execute("vision", "vision", {self.vision_input: self._upload(pixel_values.astype(np.float32))},
+                            [self.vision_output])
+        return self._download(out[self.vision_output])
 
     def audio(self, input_features: np.ndarray) -> np.ndarray:
-        out = self._execute("audio", "audio", {"input_features": self._upload(input_features.astype(np.float32))},
-                            ["audio_embeds"])
-        return self._download(out["audio_embeds"])
+        out = self._execute("audio", "audio", {self.audio_input: self._upload(input_features.astype(np.float32))},
+                            [self.audio_output])
+        return self._download(out[self.audio_output])
 
     def empty_cache(self) -> list[DeviceTensor]:
         return [DeviceTensor(self.cudart, self.kv_shape, np.float32) for _ in self.past_names]
 
     def decoder(self, inputs_embeds: np.ndarray, position_ids: np.ndarray, cache: list[DeviceTensor]
                 ) -> tuple[np.ndarray, list[DeviceTensor]]:
-        inputs = {"inputs_embeds": self._upload(inputs_embeds.astype(np.float32)),
-                  "position_ids": self._upload(position_ids.astype(np.int64))}
+        inputs = {self.embeds_name: self._upload(inputs_embeds.astype(np.float32)),
+                  self.positions_name: self._upload(position_ids.astype(np.int64))}
         inputs.update(zip(self.past_names, cache))
         context = "decode" if inputs_embeds.shape[1] == 1 else "prefill"
-        out = self._execute(context, "decoder", inputs, ["logits", *self.present_names])
-        logits = self._download(out["logits"])  # synchronises the stream: inputs may be freed after this
+        out = self._execute(context, "decoder", inputs, [self.logits_name, *self.present_names])
+        logits = self._download(out[self.logits_name])  # synchronises the stream: inputs may be freed after this
         return logits, [out[name] for name in self.present_names]

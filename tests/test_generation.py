@@ -10,7 +10,7 @@ import pytest
 
 from r1omni_edge.label_choice import choose_label, label_sequences
 from r1omni_edge.prompt import LABEL_ONLY_SUFFIX
-from r1omni_edge.runtime.generation import Vocabulary, generate
+from r1omni_edge.pipeline.generation import Vocabulary, generate
 
 WORDS = ["<think>", "</think>", "\n", " ", "<answer>", "</answer>", "happy", "sad", "sa", "d", "fear", "x", "y",
          "<|im_end|>", "<p>"]

@@ -1,7 +1,7 @@
 """The generation loop around user embeddings: prefill from a cached prompt prefix, then greedy decode, one token at
-a time, looking each new token's embedding up in the bundle's table. numpy only.
+a time, each new token's embedding looked up by the engine. The same loop for every engine; numpy only.
 
-Three ways to end, all giving a label from the bundle's set when ``constrain`` is on:
+Three ways to end, all giving a label from the label set when ``constrain`` is on:
 - the model writes ``<answer>``: the constrained step (``label_choice.py``) picks the label;
 - the reasoning reaches ``max_think_tokens``, the model stops early, or ``max_new_tokens`` runs out: the loop feeds
   ``</think>\\n<answer>`` (or the part still missing) itself, then takes the constrained step;

@@ -1,0 +1,212 @@
+"""The recognition flow, written once for every engine and every job:
+
+    clip or live window -> processor (pixel values, log-mel, audio state) -> stages -> the engine's vision and
+    audio parts -> spliced into the prompt's embeddings -> prefill after the cached constant prefix -> the
+    generation loop (full, label, constrained, free) -> parsed -> Result, timed per stage
+
+``stages`` (callables ModelInputs -> ModelInputs) run between the processor and the engine: where an audio front
+end (a window fitted to the input, a silence or voice gate) plugs in, once, for all engines. Engines that can do a
+step faster on their own device say so (``FusedGreedy``, ``FusedLabels``) and the flow uses it. Torch-free.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..label_choice import choose_label, label_sequences
+from ..labels import normalize_label
+from ..media import SAMPLE_RATE
+from ..media.processor import ModelInputs, Processor
+from ..prompt import AUDIO_TOKEN_INDEX, IMAGE_TOKEN_INDEX, LABEL_ONLY_SUFFIX, VIDEO_TOKEN_INDEX, parse_answer
+from ..result import Result
+from .engine import Engine, EngineInfo, FusedGreedy, FusedLabels
+from .generation import Generated, Vocabulary, generate
+
+MODES = ("full", "label")
+Stage = Callable[[ModelInputs], ModelInputs]
+
+
+def prompt_length(ids: list[int], info: EngineInfo) -> int:
+    """Positions the prompt takes once its placeholders are media vectors."""
+    media = {VIDEO_TOKEN_INDEX: info.visual_tokens, IMAGE_TOKEN_INDEX: info.visual_tokens,
+             AUDIO_TOKEN_INDEX: info.audio_tokens}
+    return sum(media[t] if t < 0 else 1 for t in ids)
+
+
+def splice(engine: Engine, ids: list[int], video: Any, audio: Any | None) -> Any:
+    """Token ids with placeholders -> the decoder's inputs_embeds: runs of text as their embeddings, each
+    placeholder as its media vectors."""
+    media = {VIDEO_TOKEN_INDEX: video, IMAGE_TOKEN_INDEX: video, AUDIO_TOKEN_INDEX: audio}
+    pieces, run = [], []
+    for token in ids + [None]:
+        if token is not None and token >= 0:
+            run.append(token)
+            continue
+        if run:
+            pieces.append(engine.embed(run))
+            run = []
+        if token is not None:
+            if media.get(token) is None:
+                raise ValueError(f"the prompt holds placeholder {token} but no media was given for it")
+            pieces.append(media[token])
+    return engine.join(pieces)
+
+
+class Recognizer:
+    """One engine behind the recognition flow. ``constrain`` is the default decoding: True, the answer chosen among
+    the labels with their probabilities (bundles); False, plain greedy as the published model decodes
+    (checkpoints)."""
+
+    def __init__(self, engine: Engine, constrain: bool = True, processor: Processor | None = None):
+        self.engine = engine
+        self.info = engine.info
+        self.constrain = constrain
+        info = self.info
+        self.processor = processor or getattr(engine, "processor", None) or Processor(
+            info.num_frames, info.image_size, info.resize_mode, info.audio_seconds, info.n_mels)
+        self.stages: list[Stage] = []
+        encode = engine.text.encode_text
+        self.labels = tuple(info.labels)
+        self.vocab = Vocabulary(encode, engine.text.decode, set(info.stop_ids), label_sequences(encode, self.labels))
+        self.label_suffix_ids = encode(LABEL_ONLY_SUFFIX)
+        self._prefix: dict[tuple[int, ...], Any] = {}
+        start = time.perf_counter()
+        for use_audio in (True, False):
+            self._prefix_cache(self._prefix_ids(engine.prompt_ids(use_audio)))
+        self.load_ms = {"prefix_kv": round((time.perf_counter() - start) * 1e3, 3)}
+
+    @property
+    def backend_name(self) -> str:
+        return self.engine.name
+
+    @property
+    def label_sequences(self) -> dict[str, list[int]]:
+        return self.vocab.label_sequences
+
+    # ---- pieces -----------------------------------------------------------------------------------------------
+    @staticmethod
+    def _prefix_ids(ids: list[int]) -> list[int]:
+        """The ids before the first placeholder: the same for every clip."""
+        first = next((i for i, t in enumerate(ids) if t < 0), len(ids))
+        return ids[:first]
+
+    def _prefix_cache(self, prefix: list[int]) -> Any:
+        """The KV cache of the constant prompt prefix, computed once per distinct prefix."""
+        key = tuple(prefix)
+        if key not in self._prefix:
+            cache = self.engine.empty_cache()
+            if prefix:
+                _, cache = self.engine.decoder(self._embed(prefix), np.arange(len(prefix), dtype=np.int64)[None],
+                                               cache)
+            self._prefix[key] = cache
+        return self._prefix[key]
+
+    def _embed(self, ids: list[int]) -> Any:
+        return self.engine.join([self.engine.embed(ids)])
+
+    def prepare(self, frames, audio: np.ndarray | None, sample_rate: int = SAMPLE_RATE,
+                use_audio: bool = True) -> ModelInputs:
+        """The processor, then every stage."""
+        inputs = self.processor(frames, audio, sample_rate, use_audio)
+        for stage in self.stages:
+            inputs = stage(inputs)
+        return inputs
+
+    # ---- the whole flow -------------------------------------------------------------------------------------------
+    def recognize(self, frames, audio: np.ndarray | None, sample_rate: int = SAMPLE_RATE, *, use_audio: bool = True,
+                  mode: str = "full", max_new_tokens: int | None = None, max_think_tokens: int | None = None,
+                  constrain: bool | None = None, timings: dict[str, float] | None = None) -> Result:
+        """RGB frames (any count) and mono audio (None: no track, silence is fed) -> Result.
+
+        ``use_audio=False`` is the explicit video-only prompt. ``mode="label"`` skips the reasoning: the prompt ends
+        in an empty think block and ``<answer>``, and the label comes from the label set right after prefill, with
+        a probability for each label. ``constrain=False`` is plain greedy decoding, the published model's.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode {mode!r} is not one of {MODES}")
+        constrain = self.constrain if constrain is None else constrain
+        engine = self.engine
+        sync = getattr(engine, "synchronize", None)
+        timings = dict(timings or {})
+        clock = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            if sync is not None:  # a device that runs asynchronously: stage times must not drift into the next
+                sync()
+            now = time.perf_counter()
+            timings[name] = round((now - clock) * 1e3, 3)
+            clock = now
+
+        inputs = self.prepare(frames, audio, sample_rate, use_audio)
+        lap("preprocess")
+        if engine.gate() is not None:  # computed at run time (once per instruction), not folded into the vision part
+            lap("gate")
+        ids = engine.prompt_ids(use_audio) + (self.label_suffix_ids if mode == "label" else [])
+        if mode == "label" and isinstance(engine, FusedLabels):
+            generated = self._fused_label(inputs, ids, lap)
+        else:
+            video = engine.vision(inputs.pixel_values)
+            lap("vision")
+            audio_embeds = None
+            if inputs.input_features is not None:
+                audio_embeds = engine.audio(inputs.input_features)
+                lap("audio")
+            generated = self._generate(ids, video, audio_embeds, mode, constrain, lap,
+                                       max_new_tokens or self.info.max_new_tokens, max_think_tokens)
+            timings["prefill"] = round(generated.prefill_ms, 3)
+            timings["decode"] = round(generated.decode_ms, 3)
+            timings["decode_per_token"] = round(generated.decode_ms / max(generated.generated_tokens, 1), 3)
+        timings["prompt_tokens"] = generated.prompt_length
+        timings["generated_tokens"] = generated.generated_tokens
+        parsed = parse_answer((LABEL_ONLY_SUFFIX if mode == "label" else "") + generated.text)  # the suffix was prompt
+        label = generated.label if generated.label is not None else normalize_label(parsed.answer, self.labels)
+        return Result(label=label, answer=parsed.answer, reasoning=parsed.reasoning, text=generated.text,
+                      token_ids=generated.token_ids, audio=inputs.audio, timings_ms=timings,
+                      probabilities=generated.probabilities, notes=list(inputs.notes))
+
+    def _generate(self, ids: list[int], video: Any, audio: Any | None, mode: str, constrain: bool, lap,
+                  max_new_tokens: int, max_think_tokens: int | None) -> Generated:
+        engine = self.engine
+        if mode == "full" and not constrain and isinstance(engine, FusedGreedy):  # the whole prompt, on the device
+            embeds = splice(engine, ids, video, audio)
+            lap("embed")
+            token_ids, prefill_ms, decode_ms = engine.greedy(embeds, max_new_tokens, self.vocab.stop_ids)
+            return Generated(token_ids, self.vocab.decode(token_ids), prefill_ms, decode_ms,
+                             prompt_length(ids, self.info), len(token_ids))
+        prefix = self._prefix_ids(ids)
+        sequence = splice(engine, ids[len(prefix):], video, audio)
+        lap("embed")
+        return generate(engine.decoder, self._embed, sequence, self._prefix_cache(prefix), len(prefix), self.vocab,
+                        max_new_tokens, max_think_tokens, constrain=constrain or mode == "label",
+                        label_only=mode == "label")
+
+    def _fused_label(self, inputs: ModelInputs, ids: list[int], lap) -> Generated:
+        root, nodes = self.engine.label_logits(inputs.pixel_values, inputs.input_features, ids, self.label_sequences)
+        lap("forward")  # encoders + prefill with the label trie in one forward
+
+        def step(tokens: list[int], path: tuple[int, ...], position: int):  # the trie's logits, already computed
+            path = path + tuple(tokens)
+            return nodes[path], path
+
+        choice = choose_label(step, root, (), 0, self.label_sequences)
+        lap("label")
+        encode = self.vocab.encode
+        return Generated(token_ids=encode(choice.label) + encode("</answer>"), text=f"{choice.label}</answer>",
+                         prefill_ms=0.0, decode_ms=0.0, prompt_length=prompt_length(ids, self.info),
+                         generated_tokens=0, label=choice.label, probabilities=choice.probabilities)
+
+    def recognize_file(self, path: str | Path, use_audio: bool = True, **kwargs) -> Result:
+        """A clip, decoded once: its sampled frames and audio track through ``recognize``."""
+        start = time.perf_counter()
+        clip = self.processor.decode(path, use_audio)
+        decode_ms = round((time.perf_counter() - start) * 1e3, 3)
+        result = self.recognize(clip.frames, clip.audio, clip.sample_rate, use_audio=use_audio,
+                                timings={"decode_media": decode_ms}, **kwargs)
+        result.timings_ms["total"] = round((time.perf_counter() - start) * 1e3, 3)
+        result.notes += clip.notes(self.info.num_frames)
+        return result
