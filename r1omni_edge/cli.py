@@ -9,6 +9,7 @@ import re
 import signal
 import sys
 
+from .bundle import PRECISIONS
 from .errors import InputError, R1OmniError
 
 log = logging.getLogger("r1omni_edge")
@@ -123,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, metavar="BUNDLE",
                         help="bundle directory to write: new or empty, or an earlier bundle with --overwrite")
     export.add_argument("--overwrite", action="store_true", help="replace the earlier bundle in --out")
-    export.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8", "int4"))
+    export.add_argument("--precision", default="fp32", choices=PRECISIONS)
     export.add_argument("--instruction", help="the instruction the bundle answers (its gate is folded in)")
     export.add_argument("--audio-seconds", type=bounded(int, minimum=1, maximum=30), default=30,
                         help="audio window; below 30 is an edge opt-in whose effect `verify` measures")
@@ -177,7 +178,8 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="build a small model, export it and run the live pipeline on a generated clip")
     demo.add_argument("--dir", default="out/demo", help="where the demo model, bundle and clip go (reused)")
-    demo.add_argument("--precision", default="fp32", choices=("fp32", "int8", "int4"))
+    demo.add_argument("--precision", default="fp32", choices=[p for p in PRECISIONS if p != "fp16"],
+                      help="fp16 is left out: it is for GPUs, and the demo runs on the CPU")
     demo.add_argument("--fast", action="store_true", help="process the clip as fast as possible")
     demo.set_defaults(func=cmd_demo)
 
@@ -195,14 +197,23 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="DIR|latest", help="resume from a checkpoint (or the latest one)")
     train.set_defaults(func=cmd_train)
 
-    evaluate = sub.add_parser("eval", help="WAR / UAR and a confusion matrix of a checkpoint on a dataset")
-    _add_model_args(evaluate)
+    evaluate = sub.add_parser("eval", help="WAR / UAR and a confusion matrix of a checkpoint or a bundle on a "
+                              "labelled dataset, decoded as predict decodes")
+    _add_model_args(evaluate, required=False)
+    evaluate.add_argument("--bundle", metavar="DIR", help="evaluate an exported bundle with the runtime instead")
+    evaluate.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda", "tensorrt", "engine"),
+                          help="runtime backend (with --bundle)")
+    evaluate.add_argument("--threads", type=POSITIVE_INT, help="CPU threads for onnxruntime (with --bundle)")
+    evaluate.add_argument("--free-answer", action="store_true",
+                          help="with --bundle: plain greedy, token for token what --model scores (default: the "
+                               "answer chosen among the labels, as predict --bundle does)")
     evaluate.add_argument("--data", required=True, metavar="FILE", help="dataset JSON (published format)")
     evaluate.add_argument("--data-root", help="directory the dataset's video paths are relative to")
-    evaluate.add_argument("--labels", default="mafw", choices=LABEL_SET_NAMES)
+    evaluate.add_argument("--labels", choices=LABEL_SET_NAMES,
+                          help="label set (default mafw; a bundle's is fixed at export)")
     evaluate.add_argument("--max-new-tokens", type=POSITIVE_INT, default=512, help=MAX_NEW_TOKENS_HELP)
     evaluate.add_argument("--synonyms", action="store_true", help="score synonyms as their label (default: exact)")
-    evaluate.add_argument("--resize", choices=("stretch", "pad"), default="stretch")
+    evaluate.add_argument("--resize", choices=("stretch", "pad"), help="with --model: default stretch")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=cmd_eval)
 
@@ -229,9 +240,16 @@ def _print_result(result, as_json: bool) -> None:
 
 
 def _open_bundle(args: argparse.Namespace):
-    from .runtime import Recognizer
+    from .pipeline import open_recognizer
 
-    return Recognizer.from_bundle(args.bundle, backend=args.backend, threads=args.threads)
+    return open_recognizer(args.bundle, expect="bundle", backend=args.backend, threads=args.threads)
+
+
+def _open_checkpoint(args: argparse.Namespace, **options):
+    from .pipeline import open_recognizer
+
+    return open_recognizer(args.model, expect="checkpoint", models_dir=args.models_dir, siglip=args.siglip,
+                           whisper=args.whisper, bert=args.bert, allow_pickle=args.allow_pickle, **options)
 
 
 def _refuse(given: list[str], why: str) -> None:
@@ -273,15 +291,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise InputError("--device cuda: PyTorch sees no CUDA device here; use --device cpu")
     if args.compile and device != "cuda":
         raise InputError("--compile applies to --device cuda (the CPU path decodes with the dynamic cache)")
-    from .model import TorchRecognizer
-    from .prompt import INSTRUCTION
-
-    recognizer = TorchRecognizer.from_checkpoint(
-        args.model, args.siglip, args.whisper, args.bert, args.models_dir,
-        dtype=args.dtype or ("bf16" if device == "cuda" else "fp32"), device=device,
-        allow_pickle=args.allow_pickle, labels=args.labels or "mafw", instruction=args.instruction or INSTRUCTION,
-        resize_mode=args.resize or "stretch", compile=args.compile,
-    )
+    recognizer = _open_checkpoint(args, device=device, dtype=args.dtype, labels=args.labels,
+                                  instruction=args.instruction, resize_mode=args.resize, compile=args.compile)
     result = recognizer.recognize_file(clip, use_audio=not args.video_only, mode=args.mode,
                                        max_new_tokens=args.max_new_tokens)
     _notes(recognizer, result)
@@ -377,20 +388,16 @@ def _progress(message: str) -> None:
 
 
 def _load_reference(args: argparse.Namespace):
-    from .model import TorchRecognizer
-
-    return TorchRecognizer.from_checkpoint(args.model, args.siglip, args.whisper, args.bert, args.models_dir,
-                                           dtype="fp32", device="cpu", allow_pickle=args.allow_pickle)
+    """The checkpoint in fp32 on the CPU: what a bundle is exported from and verified against."""
+    return _open_checkpoint(args, dtype="fp32", device="cpu")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     import time
 
-    from .export.exporter import ExportOptions, export_bundle
-    from .prompt import INSTRUCTION
-
-    from .export.exporter import previous_bundle
+    from .export.exporter import ExportOptions, export_bundle, previous_bundle
     from .files import check_output_dir
+    from .prompt import INSTRUCTION
 
     start = time.perf_counter()
     inputs = {f"--{name.replace('_', '-')}": getattr(args, name)
@@ -462,22 +469,27 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .labels import label_set
-    from .train.common import TrainConfig, build_policy
+    from .evaluation import evaluate_recognizer
     from .train.data import load_dataset
-    from .train.evaluate import evaluate
-    from .train.features import FeatureCache
-    import tempfile
 
-    labels = label_set(args.labels)
-    samples = load_dataset(args.data, args.data_root, labels)
-    config = TrainConfig(model=args.model, models_dir=args.models_dir, siglip=args.siglip, whisper=args.whisper,
-                         bert=args.bert, train_data=args.data)
-    policy, _ = build_policy(config)
-    with tempfile.TemporaryDirectory() as tmp:
-        cache = FeatureCache(tmp, policy.model, args.resize)
-        prompts = [policy.prompt(s, cache.get(s.video)) for s in samples]
-        result = evaluate(policy, prompts, labels, args.max_new_tokens, exact=not args.synonyms)
+    if (args.model is None) == (args.bundle is None):
+        raise InputError("give either --model DIR (PyTorch) or --bundle DIR (runtime), not both or neither")
+    if args.bundle is not None:
+        _refuse([f"--{name.replace('_', '-')}" for name in ("models_dir", "siglip", "whisper", "bert", "resize")
+                 if getattr(args, name) is not None], "to --model; a bundle fixed them at export")
+        recognizer = _open_bundle(args)
+        manifest = recognizer.manifest
+        if args.labels is not None and args.labels != manifest.label_set:
+            raise InputError(f"--labels {args.labels}: the bundle answers with the {manifest.label_set} label set, "
+                             f"fixed at export; export with --labels {args.labels}, or drop --labels")
+    else:
+        _refuse([name for name, given in (("--backend", args.backend != "auto"), ("--threads", args.threads),
+                                          ("--free-answer", args.free_answer)) if given],
+                "to --bundle (the runtime), not to --model")
+        recognizer = _open_checkpoint(args, labels=args.labels, resize_mode=args.resize, dtype="fp32", device="cpu")
+    samples = load_dataset(args.data, args.data_root, recognizer.labels)
+    decoding = {"constrain": False} if args.free_answer else {}
+    result = evaluate_recognizer(recognizer, samples, args.max_new_tokens, exact=not args.synonyms, **decoding)
     if args.json:
         print(json.dumps({**result.metrics(), "confusion": result.confusion, "predictions": result.predictions}))
     else:

@@ -34,6 +34,7 @@ def prepare(directory: Path, precision: str = "fp32") -> tuple[Path, Path, list]
 
     if (TOY_DIR / "R1-Omni-toy" / "config.json").is_file():
         checkpoint, models_dir = TOY_DIR / "R1-Omni-toy", TOY_DIR
+        _say(f"the toy model: {checkpoint} (beside its towers, in the published layout)")
     else:  # no trained toy in this install: an untrained tiny model, whose answers are noise
         _say("the trained toy model is not installed (tools/train_toy.py --install): using random weights")
         checkpoint, models_dir = directory / CHECKPOINT_NAME, directory
@@ -42,10 +43,10 @@ def prepare(directory: Path, precision: str = "fp32") -> tuple[Path, Path, list]
     bundle = directory / f"bundle-{precision}"
     if not (bundle / MANIFEST).is_file():
         from .export.exporter import ExportOptions, export_bundle
-        from .model import TorchRecognizer
+        from .pipeline import open_recognizer
 
         _say(f"exporting {checkpoint.name} to {bundle} ({precision})")
-        reference = TorchRecognizer.from_checkpoint(checkpoint, models_dir=models_dir, resize_mode="pad")
+        reference = open_recognizer(checkpoint, models_dir=models_dir, resize_mode="pad")
         export_bundle(reference, bundle, ExportOptions(precision=precision, labels="dfew", resize_mode="pad"),
                       progress=_say)
     clip, timeline = write_scene_clip(directory / "demo_scenes.mp4")
@@ -65,7 +66,7 @@ def scored(results: list[dict], timeline: list[tuple[str, float, float]]) -> tup
 
 
 def run_demo(directory: str | Path = "out/demo", precision: str = "fp32", realtime: bool = True) -> int:
-    from .runtime import Recognizer
+    from .pipeline import open_recognizer
     from .runtime.app import run_stream
     from .runtime.live import LiveConfig
 
@@ -73,7 +74,7 @@ def run_demo(directory: str | Path = "out/demo", precision: str = "fp32", realti
     _say(NOT_REAL_FIRST)
     started = time.perf_counter()
     bundle, clip, timeline = prepare(directory, precision)
-    recognizer = Recognizer.from_bundle(bundle, backend="auto")
+    recognizer = open_recognizer(bundle, expect="bundle", backend="auto")
     _say(f"bundle ready in {time.perf_counter() - started:.1f} s; backend {recognizer.backend_name}; "
          f"streaming {clip.name} as a camera and a microphone (window 2 s, stride 1 s)")
     results: list[dict] = []

@@ -42,9 +42,30 @@ LABEL_ONLY_SUFFIX = "<think>\n</think>\n<answer>"
 FORMAT_PATTERN = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
 
 
+def split_at_placeholders(ids: list[int]) -> list[list[int] | int]:
+    """Prompt ids -> runs of text ids (lists) and media placeholders (negative ints), in order: how every engine
+    splices its media vectors into the prompt embeddings."""
+    pieces: list[list[int] | int] = []
+    for token in ids:
+        if token < 0:
+            pieces.append(token)
+        elif pieces and isinstance(pieces[-1], list):
+            pieces[-1].append(token)
+        else:
+            pieces.append([token])
+    return pieces
+
+
 def user_content(instruction: str = INSTRUCTION, video: bool = True, audio: bool = True) -> str:
     """The single user turn: ``<video>\\n<audio>\\n`` + instruction (video-only drops the audio tag)."""
     return ("<video>\n" if video else "") + ("<audio>\n" if audio else "") + instruction
+
+
+def instruction_of(content: str) -> str:
+    """The instruction in a user turn: the text without its media tags (what the gate's BERT reads)."""
+    for tag in PLACEHOLDERS:
+        content = content.replace(tag, "")
+    return content.strip()
 
 
 def wrap_media_tags(text: str) -> str:

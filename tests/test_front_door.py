@@ -331,7 +331,7 @@ def test_a_bad_max_steps_fails_before_training(value, expected, tmp_path, capsys
 
 def test_resume_latest_takes_the_newest_complete_checkpoint(tmp_path, caplog):
     from r1omni_edge.errors import InputError
-    from r1omni_edge.train.common import STATE_FILE, find_resume
+    from r1omni_edge.train.checkpoints import STATE_FILE, find_resume
     from r1omni_edge.train.sft import SFTConfig
 
     config = SFTConfig(model="m", train_data="d", output_dir=str(tmp_path), resume_from="latest")
@@ -462,3 +462,23 @@ def test_live_times_are_seconds_of_the_session(bundles, clips, tmp_path, capsys)
     assert session.results == len(results) >= 2
     assert all(0 <= e["time"] < 10 for e in events)
     assert [r["window"][1] for r in results][:2] == [1.0, 2.0]
+
+
+def test_toy_data_writes_a_task_and_configs_that_train_loads(capsys, tmp_path):
+    from r1omni_edge.synthetic.task import TOY_GRPO, TOY_SFT
+    from r1omni_edge.train.config import GRPOConfig, SFTConfig
+
+    out = tmp_path / "toy"
+    code, stdout, err = run_cli(capsys, "toy-data", "--out", out, "--train", "4", "--held-out", "4")
+    assert code == 0, err
+    assert f"r1omni-edge train sft --config {out / 'sft.yaml'}" in stdout
+    sft, grpo = SFTConfig.from_file(out / "sft.yaml"), GRPOConfig.from_file(out / "grpo.yaml")
+    assert sft.max_steps == TOY_SFT["max_steps"] and grpo.updates_per_batch == TOY_GRPO["updates_per_batch"]
+    assert Path(sft.model, "config.json").is_file() and Path(sft.train_data).is_file()
+    assert grpo.model == str(Path(sft.output_dir) / f"checkpoint-{sft.max_steps}")
+    assert len(list((out / "task" / "clips").glob("*.mp4"))) == 8
+    # a second run into the same directory is refused, and nothing it holds is touched
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    code, _, err = run_cli(capsys, "toy-data", "--out", out)
+    assert code == 2 and error_line(err, "toy-data")
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before

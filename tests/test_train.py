@@ -31,7 +31,7 @@ def config(task, cls, **overrides):
 def test_encode_once_and_shared_prefix_match_the_naive_path(task):
     """Log-probs and gradients of G completions: cached tower features + one prefill shared by the group, against
     towers re-run for each completion and each completion's full sequence (what R1-Omni's trainer does)."""
-    from r1omni_edge.train.common import build_policy
+    from r1omni_edge.train.run import build_policy
     from r1omni_edge.train.data import load_dataset
     from r1omni_edge.train.features import FeatureCache
     from r1omni_edge.train.sft import SFTConfig
@@ -62,7 +62,7 @@ def test_encode_once_and_shared_prefix_match_the_naive_path(task):
 def test_gradient_checkpointing_gives_the_same_logprobs_and_gradients(task):
     """transformers drops the KV cache under gradient checkpointing; the shared-prefix path must notice, not return
     log-probs of completions that never saw their prompt."""
-    from r1omni_edge.train.common import build_policy
+    from r1omni_edge.train.run import build_policy
     from r1omni_edge.train.data import load_dataset
     from r1omni_edge.train.features import FeatureCache
     from r1omni_edge.train.sft import SFTConfig
@@ -86,7 +86,7 @@ def test_gradient_checkpointing_gives_the_same_logprobs_and_gradients(task):
 
 
 def test_feature_cache_is_keyed_by_content_and_towers(task):
-    from r1omni_edge.train.common import build_policy
+    from r1omni_edge.train.run import build_policy
     from r1omni_edge.train.features import FeatureCache
     from r1omni_edge.train.sft import SFTConfig
 
@@ -158,7 +158,7 @@ def test_checkpoints_are_the_published_layout_and_export(task, tmp_path):
 
 
 def test_sft_masks_everything_but_the_assistant_tokens(task):
-    from r1omni_edge.train.common import build_policy
+    from r1omni_edge.train.run import build_policy
     from r1omni_edge.train.data import load_dataset
     from r1omni_edge.train.features import FeatureCache
     from r1omni_edge.train.sft import SFTConfig

@@ -1,27 +1,27 @@
-"""Parity of a bundle with the PyTorch model it came from: each part on the same inputs (max abs difference,
-cosine), then whole clips (identical greedy tokens, matching prefix, label agreement). Thresholds per precision;
-any failure makes ``verify`` exit non-zero."""
+"""Parity of a bundle with the PyTorch model it came from, both run as engines of the one pipeline: each part on
+the same inputs (max abs difference, cosine), then whole clips (identical greedy tokens, matching prefix, label
+agreement). Thresholds per precision (bundle.py's precision table); any failure makes ``verify`` exit non-zero."""
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..media import decode_clip, frames_to_pixels, log_mel, silence
+from ..bundle import PRECISION_TABLE
+from ..media import decode_clip, to_mono
+from ..media.patterns import make_frames, make_tone
 from ..model.recognizer import TorchRecognizer
+from ..pipeline.recognizer import splice
 from ..runtime.recognizer import Recognizer
 
-# Minimum cosine per part, minimum share of clips with identical greedy tokens, minimum label agreement.
-THRESHOLDS = {
-    "fp32": {"cosine": 0.99999, "tokens": 1.0, "labels": 1.0},
-    "fp16": {"cosine": 0.999, "tokens": 0.0, "labels": 0.99},
-    "int8": {"cosine": 0.99, "tokens": 0.0, "labels": 0.99},
-    "int4": {"cosine": 0.98, "tokens": 0.0, "labels": 0.95},
-}
+
+def thresholds_for(precision: str) -> dict[str, float]:
+    """Minimum cosine per part, share of clips with identical greedy tokens, and label agreement."""
+    plan = PRECISION_TABLE[precision]
+    return {"cosine": plan.min_cosine, "tokens": plan.min_token_agreement, "labels": plan.min_label_agreement}
 
 
 @dataclass
@@ -104,35 +104,52 @@ def _compare(part: str, reference: np.ndarray, candidate: np.ndarray, threshold:
     return PartCheck(part, float(np.max(np.abs(a - b))), cosine, threshold)
 
 
-def synthetic_clips(directory: Path, count: int) -> list[Path]:
-    """Varied clips (colours, motion, tones, one without audio) for when the user brings none."""
-    from ..synthetic.clips import write_clip
+@dataclass
+class Window:
+    """What both engines recognise: a clip of the user's, or a test pattern."""
 
+    name: str
+    frames: list
+    audio: np.ndarray | None
+    sample_rate: int
+
+
+SYNTHETIC_RATE = 44100
+
+
+def synthetic_windows(count: int) -> list[Window]:
+    """Varied test patterns (colours, motion, tones, one without audio) for when the user brings no clips."""
     colours = [(220, 180, 40), (30, 90, 200), (200, 40, 60), (40, 200, 120), (240, 240, 240), (90, 60, 30)]
-    return [write_clip(directory / f"verify_{i}.mp4", seconds=2.0, seed=i, color=colours[i % len(colours)],
-                       tone_hz=180.0 + 110.0 * i, audio=(i % 4 != 3)) for i in range(count)]
+    windows = []
+    for i in range(count):
+        frames = make_frames(2.0, 10, (160, 120), i, colours[i % len(colours)])
+        audio = to_mono(make_tone(2.0, SYNTHETIC_RATE, 180.0 + 110.0 * i)) if i % 4 != 3 else None
+        windows.append(Window(f"synthetic-{i}", frames, audio, SYNTHETIC_RATE))
+    return windows
+
+
+def clip_window(path: Path, num_frames: int) -> Window:
+    clip = decode_clip(path, num_frames)
+    return Window(str(path), clip.frames, clip.audio, clip.sample_rate)
 
 
 @torch.inference_mode()
-def _part_checks(reference: TorchRecognizer, bundle: Recognizer, clip: Path, cosine: float) -> list[PartCheck]:
+def _part_checks(reference: TorchRecognizer, bundle: Recognizer, window: Window, cosine: float) -> list[PartCheck]:
+    """Each part of both engines on the same inputs (the bundle's processor makes them); the decoder on the
+    reference's prompt embeddings, so that it is compared alone."""
     manifest = bundle.manifest
-    model = reference.model
-    decoded = decode_clip(clip, manifest.preprocess["num_frames"])
-    pixels = frames_to_pixels(decoded.frames, manifest.preprocess["resize_mode"], manifest.preprocess["num_frames"])
-    gate = reference.gate(manifest.instruction)
-    checks = [_compare("gate", gate.numpy(), np.asarray(manifest.gate), cosine)]
-    video_ref = model.encode_video(torch.from_numpy(pixels), gate)
-    checks.append(_compare("vision", video_ref.numpy(), bundle.backend.vision(pixels), cosine))
-    waveform = decoded.audio if decoded.audio is not None else silence()
-    mel = log_mel(waveform, seconds=manifest.preprocess["audio_seconds"])
-    audio_ref = model.encode_audio(torch.from_numpy(mel))
-    checks.append(_compare("audio", audio_ref.numpy(), bundle.backend.audio(mel[None]), cosine))
-    ids = manifest.prompt["video_audio"]["ids"]
-    embeds = model.embed(ids, video_ref, audio_ref)
-    logits_ref = model.llm(inputs_embeds=embeds, logits_to_keep=1).logits[0, -1]
+    ours, theirs = reference.engine, bundle.engine
+    inputs = bundle.processor(window.frames, window.audio, window.sample_rate)
+    checks = [_compare("gate", reference.gate(manifest.instruction).numpy(), np.asarray(manifest.gate), cosine)]
+    video = ours.vision(inputs.pixel_values)
+    checks.append(_compare("vision", video.numpy(), theirs.vision(inputs.pixel_values), cosine))
+    audio = ours.audio(inputs.input_features)
+    checks.append(_compare("audio", audio.numpy(), theirs.audio(inputs.input_features), cosine))
+    embeds = splice(ours, theirs.prompt_ids(use_audio=True), video, audio)
     positions = np.arange(embeds.shape[1], dtype=np.int64)[None]
-    logits, _ = bundle.backend.decoder(embeds.numpy(), positions, bundle.backend.empty_cache())
-    checks.append(_compare("decoder (prefill logits)", logits_ref.numpy(), logits[0], cosine))
+    expected, _ = ours.decoder(embeds, positions, ours.empty_cache())
+    got, _ = theirs.decoder(embeds.float().numpy(), positions, theirs.empty_cache())
+    checks.append(_compare("decoder (prefill logits)", expected[0], got[0], cosine))
     return checks
 
 
@@ -142,22 +159,22 @@ def verify_bundle(reference: TorchRecognizer, bundle_dir: str | Path, clips: lis
     """Compare the bundle (loaded through the runtime, so changed files are refused) with the PyTorch model."""
     bundle = Recognizer.from_bundle(bundle_dir, backend=backend)
     manifest = bundle.manifest
-    limits = dict(THRESHOLDS[manifest.precision], **(thresholds or {}))
-    report = VerifyReport(str(bundle_dir), manifest.precision, manifest.preprocess["audio_seconds"],
-                          thresholds=limits)
+    limits = dict(thresholds_for(manifest.precision), **(thresholds or {}))
+    report = VerifyReport(str(bundle_dir), manifest.precision, manifest.preprocess.audio_seconds, thresholds=limits)
     reference.instruction = manifest.instruction
-    reference.resize_mode = manifest.preprocess["resize_mode"]
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = list(clips or []) + synthetic_clips(Path(tmp), synthetic)
-        progress("per-part parity")
-        report.parts = _part_checks(reference, bundle, (paths or synthetic_clips(Path(tmp), 1))[0], limits["cosine"])
-        for index, path in enumerate(paths):
-            progress(f"clip {index + 1}/{len(paths)}: {Path(path).name}")
-            expected = reference.recognize_file(path, max_new_tokens=max_new_tokens)
-            got = bundle.recognize_file(path, max_new_tokens=max_new_tokens, constrain=False)  # plain greedy, as the reference
-            prefix = next((i for i, (a, b) in enumerate(zip(expected.token_ids, got.token_ids)) if a != b),
-                          min(len(expected.token_ids), len(got.token_ids)))
-            report.clips.append(ClipCheck(str(path), expected.token_ids == got.token_ids,
-                                          prefix / max(len(expected.token_ids), 1), expected.label, got.label,
-                                          len(expected.token_ids), len(got.token_ids)))
+    reference.resize_mode = manifest.preprocess.resize_mode
+    windows = [clip_window(Path(c), manifest.preprocess.num_frames) for c in clips or []]
+    windows += synthetic_windows(synthetic)
+    progress("per-part parity")
+    report.parts = _part_checks(reference, bundle, (windows or synthetic_windows(1))[0], limits["cosine"])
+    for index, window in enumerate(windows):
+        progress(f"clip {index + 1}/{len(windows)}: {Path(window.name).name}")
+        options = dict(max_new_tokens=max_new_tokens, constrain=False)  # plain greedy on both sides
+        expected = reference.recognize(window.frames, window.audio, window.sample_rate, **options)
+        got = bundle.recognize(window.frames, window.audio, window.sample_rate, **options)
+        prefix = next((i for i, (a, b) in enumerate(zip(expected.token_ids, got.token_ids)) if a != b),
+                      min(len(expected.token_ids), len(got.token_ids)))
+        report.clips.append(ClipCheck(window.name, expected.token_ids == got.token_ids,
+                                      prefix / max(len(expected.token_ids), 1), expected.label, got.label,
+                                      len(expected.token_ids), len(got.token_ids)))
     return report

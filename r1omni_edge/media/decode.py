@@ -62,6 +62,7 @@ def open_media(path: Path):
 
 
 def _count_video_packets(path: Path) -> int:
+    """For containers whose header gives no frame count (mkv, webm, some streams): a demux pass, no decoding."""
     import av
 
     with open_media(path) as container:
@@ -72,22 +73,37 @@ def _count_video_packets(path: Path) -> int:
             raise MediaError(f"{path}: the video stream is damaged ({exc}); re-encode or re-record the clip") from exc
 
 
-def _decode_frames(path: Path, wanted: set[int]) -> tuple[dict[int, np.ndarray], int]:
+def _decode(container, path: Path, wanted: set[int], with_audio: bool
+            ) -> tuple[dict[int, np.ndarray], int, np.ndarray | None]:
+    """One pass over the packets: the wanted frames as RGB (only those are converted), the frame count, and the
+    first audio track as mono 16 kHz (None when there is none or it is not wanted)."""
     import av
 
+    video = container.streams.video[0]
+    video.thread_type = "AUTO"
+    audio = container.streams.audio[0] if with_audio and container.streams.audio else None
+    resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE) if audio is not None else None  # keep channels
     kept: dict[int, np.ndarray] = {}
+    chunks: list[np.ndarray] = []
     count = 0
-    with open_media(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        try:
-            for index, frame in enumerate(container.decode(stream)):
-                if index in wanted:
-                    kept[index] = frame.to_ndarray(format="rgb24")
-                count = index + 1
-        except av.FFmpegError as exc:
-            raise MediaError(f"{path}: the video stream is damaged ({exc}); re-encode or re-record the clip") from exc
-    return kept, count
+    try:
+        for packet in container.demux(*([video] + ([audio] if audio is not None else []))):
+            for frame in packet.decode():
+                if packet.stream.type == "video":
+                    if count in wanted:
+                        kept[count] = frame.to_ndarray(format="rgb24")
+                    count += 1
+                else:
+                    chunks += [to_mono(f.to_ndarray()) for f in resampler.resample(frame)]
+        if resampler is not None:
+            chunks += [to_mono(f.to_ndarray()) for f in resampler.resample(None)]
+    except av.FFmpegError as exc:
+        part = "video" if count == 0 or not chunks else "media"
+        raise MediaError(f"{path}: the {part} stream is damaged ({exc}); re-encode or re-record the clip") from exc
+    samples = None
+    if audio is not None:
+        samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    return kept, count, samples
 
 
 def decode_audio(path: str | Path) -> np.ndarray | None:
@@ -112,7 +128,8 @@ def decode_audio(path: str | Path) -> np.ndarray | None:
 
 
 def decode_clip(path: str | Path, num_frames: int = NUM_FRAMES, with_audio: bool = True) -> Clip:
-    """Decode the frames the model samples (and the audio track) from any file ffmpeg reads."""
+    """Decode the frames the model samples (and the audio track) from any file ffmpeg reads: opened and read
+    once where the container states its frame count (MP4, MOV), twice where it does not."""
     path = Path(path)
     check_clip_file(path)
     with open_media(path) as container:
@@ -120,12 +137,12 @@ def decode_clip(path: str | Path, num_frames: int = NUM_FRAMES, with_audio: bool
             raise MediaError(f"{path}: has no video stream; R1-Omni needs frames (audio-only was never trained)")
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 0.0)
-    expected = _count_video_packets(path)
-    kept, decoded = _decode_frames(path, set(sample_indices(expected, num_frames)))
-    if decoded != expected:  # packet count was not the frame count (rare codecs): sample by the real count
-        kept, decoded = _decode_frames(path, set(sample_indices(decoded, num_frames)))
+        expected = stream.frames if stream.frames > 0 else _count_video_packets(path)
+        kept, decoded, audio = _decode(container, path, set(sample_indices(expected, num_frames)), with_audio)
+    if decoded != expected and decoded > 0:  # the stated count was not the frame count: sample by the real one
+        with open_media(path) as container:
+            kept, decoded, _ = _decode(container, path, set(sample_indices(decoded, num_frames)), False)
     if decoded == 0:
         raise MediaError(f"{path}: the video stream holds no decodable frame")
     frames = [kept[i] for i in sample_indices(decoded, num_frames)]
-    audio = decode_audio(path) if with_audio else None
     return Clip(str(path), frames, decoded, fps, audio)

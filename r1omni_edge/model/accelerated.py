@@ -1,5 +1,5 @@
 """The accelerated PyTorch engine: the reference engine with the GPU speed-ups, behind the same interface and held
-equal to it by the tests. Inputs are prepared on the device (``tensor_media``); plain greedy decoding runs through a
+equal to it by the tests. On a GPU the inputs are prepared on the device (``tensor_media``); plain greedy decoding runs through a
 static KV cache replayed as one CUDA graph per token (``static_decode``); label mode runs the encoders, the prefill
 and the label trie as one forward, one CUDA graph per prompt (``label_graph``). On a CPU the same code runs eagerly.
 """
@@ -38,9 +38,10 @@ class AcceleratedEngine(TorchEngine):
     def __init__(self, *args, compile: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         info = self.info
-        self.processor = TensorProcessor(self.model.device, num_frames=info.num_frames, image_size=info.image_size,
-                                         resize_mode=info.resize_mode, audio_seconds=info.audio_seconds,
-                                         n_mels=info.n_mels)
+        if self.model.device.type == "cuda":  # on a CPU the numpy processor is the reference, and no slower
+            self.processor = TensorProcessor(self.model.device, num_frames=info.num_frames,
+                                             image_size=info.image_size, resize_mode=info.resize_mode,
+                                             audio_seconds=info.audio_seconds, n_mels=info.n_mels)
         self.compile = compile  # torch.compile the decode step before its CUDA graph is captured (a minute, once)
         self._decoder: StaticDecoder | None = None  # reused, so its CUDA graph is captured once
         self._label_forwards: dict[tuple[int, ...], LabelForward] = {}

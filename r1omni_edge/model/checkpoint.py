@@ -186,7 +186,7 @@ def find_tower_dirs(
     return TowerDirs(**found)
 
 
-def _tower_tensors(directory: Path, part: str, internal_prefix: str, allow_pickle: bool) -> dict[str, torch.Tensor]:
+def tower_tensors(directory: Path, part: str, internal_prefix: str, allow_pickle: bool) -> dict[str, torch.Tensor]:
     prefixes = STOCK_PREFIXES[part]
     files = weight_files(directory, allow_pickle)
     names = set(read_headers(files)) if all(f.suffix == ".safetensors" for f in files) else None
@@ -253,7 +253,7 @@ def load_model(
         if any(name.startswith(internal) for name in state):
             report.towers_from_checkpoint.append(part)
         else:
-            state.update(_tower_tensors(getattr(dirs, part), part, internal, allow_pickle))
+            state.update(tower_tensors(getattr(dirs, part), part, internal, allow_pickle))
 
     gate_width = state.get("bert_gate.0.weight")
     if gate_width is not None:

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..config import OmniConfig
 from ..errors import CheckpointError
-from ..prompt import AUDIO_TOKEN_INDEX, IMAGE_TOKEN_INDEX, VIDEO_TOKEN_INDEX
+from ..prompt import AUDIO_TOKEN_INDEX, IMAGE_TOKEN_INDEX, VIDEO_TOKEN_INDEX, split_at_placeholders
 from .projector import AllInOneSmall, audio_pool, mlp2x_gelu
 from .towers import TowerConfigs, build_towers
 
@@ -131,18 +131,8 @@ class OmniModel(nn.Module):
         """The prompt cut at its placeholders: runs of text as their embedding vectors, placeholders as themselves.
         Computed once per prompt, they let ``assemble`` run with no host-to-device copy (as a CUDA graph needs)."""
         table = self.llm.get_input_embeddings()
-        segments: list[torch.Tensor | int] = []
-        run: list[int] = []
-        for token in ids + [None]:
-            if token is not None and token >= 0:
-                run.append(token)
-                continue
-            if run:
-                segments.append(table(torch.tensor(run, device=self.device)))
-                run = []
-            if token is not None:
-                segments.append(token)
-        return segments
+        return [piece if isinstance(piece, int) else table(torch.tensor(piece, device=self.device))
+                for piece in split_at_placeholders(ids)]
 
     def assemble(self, segments: list[torch.Tensor | int], video: torch.Tensor | None = None,
                  audio: torch.Tensor | None = None) -> torch.Tensor:

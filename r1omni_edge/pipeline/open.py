@@ -16,13 +16,16 @@ CHECKPOINT_OPTIONS = ("models_dir", "siglip", "whisper", "bert", "allow_pickle",
 BUNDLE_OPTIONS = ("backend", "threads", "check_hashes")
 
 
-def kind_of(path: str | Path) -> str:
-    """``bundle`` or ``checkpoint``, or an InputError saying what the directory is not."""
+def kind_of(path: str | Path, expect: str | None = None) -> str:
+    """``bundle`` or ``checkpoint``, or an InputError saying what the directory is not. With ``expect``, a directory
+    that is neither is taken as that kind, so that its own loader says precisely what is missing."""
     path = Path(path)
     if (path / MANIFEST).is_file():
         return "bundle"
     if (path / "config.json").is_file():
         return "checkpoint"
+    if expect is not None:
+        return expect
     if not path.is_dir():
         raise InputError(f"{path}: no such directory; pass a bundle (from `r1omni-edge export`) or a checkpoint")
     raise InputError(f"{path}: neither a bundle ({MANIFEST}) nor a checkpoint (config.json)")
@@ -32,7 +35,7 @@ def open_recognizer(path: str | Path, expect: str | None = None, **options: Any)
     """A bundle (options: backend, threads, check_hashes) or a checkpoint (options: models_dir, siglip, whisper,
     bert, allow_pickle, device, dtype, compile, labels, instruction, resize_mode, accelerated). Options left at
     None are not given. ``expect`` ("bundle" or "checkpoint") refuses the other kind."""
-    kind = kind_of(path)
+    kind = kind_of(path, expect)
     if expect is not None and kind != expect:
         advice = "export it first (r1omni-edge export)" if kind == "checkpoint" else "pass a checkpoint directory"
         raise InputError(f"{path}: is a {kind}, not a {expect}; {advice}")

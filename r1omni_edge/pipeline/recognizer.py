@@ -21,7 +21,8 @@ from ..label_choice import choose_label, label_sequences
 from ..labels import normalize_label
 from ..media import SAMPLE_RATE
 from ..media.processor import ModelInputs, Processor
-from ..prompt import AUDIO_TOKEN_INDEX, IMAGE_TOKEN_INDEX, LABEL_ONLY_SUFFIX, VIDEO_TOKEN_INDEX, parse_answer
+from ..prompt import (AUDIO_TOKEN_INDEX, IMAGE_TOKEN_INDEX, LABEL_ONLY_SUFFIX, VIDEO_TOKEN_INDEX, parse_answer,
+                      split_at_placeholders)
 from ..result import Result
 from .engine import Engine, EngineInfo, FusedGreedy, FusedLabels
 from .generation import Generated, Vocabulary, generate
@@ -41,18 +42,14 @@ def splice(engine: Engine, ids: list[int], video: Any, audio: Any | None) -> Any
     """Token ids with placeholders -> the decoder's inputs_embeds: runs of text as their embeddings, each
     placeholder as its media vectors."""
     media = {VIDEO_TOKEN_INDEX: video, IMAGE_TOKEN_INDEX: video, AUDIO_TOKEN_INDEX: audio}
-    pieces, run = [], []
-    for token in ids + [None]:
-        if token is not None and token >= 0:
-            run.append(token)
-            continue
-        if run:
-            pieces.append(engine.embed(run))
-            run = []
-        if token is not None:
-            if media.get(token) is None:
-                raise ValueError(f"the prompt holds placeholder {token} but no media was given for it")
-            pieces.append(media[token])
+    pieces = []
+    for piece in split_at_placeholders(ids):
+        if isinstance(piece, list):
+            pieces.append(engine.embed(piece))
+        elif media.get(piece) is None:
+            raise ValueError(f"the prompt holds placeholder {piece} but no media was given for it")
+        else:
+            pieces.append(media[piece])
     return engine.join(pieces)
 
 

@@ -24,3 +24,8 @@ class Recognizer(PipelineRecognizer):
                     check_hashes: bool = True) -> "Recognizer":
         manifest = load_bundle(path, hashes=check_hashes)
         return cls(Path(path), manifest, make_backend(Path(path), manifest, backend, threads))
+
+    @property
+    def instruction(self) -> str:
+        """The instruction the bundle answers: fixed at export (its gate is folded into the vision part)."""
+        return self.manifest.instruction

@@ -81,7 +81,7 @@ def write_tiny_checkpoint(root: str | Path, seed: int = 0, include_towers: bool 
     """
     import torch
 
-    from ..model.checkpoint import _tower_tensors, save_model
+    from ..model.checkpoint import tower_tensors, save_model
     from ..model.omni import OmniModel
 
     from transformers.utils import logging as hf_logging
@@ -105,7 +105,7 @@ def write_tiny_checkpoint(root: str | Path, seed: int = 0, include_towers: bool 
         config.extra = dict(PUBLISHED_EXTRAS)
         model = OmniModel(config, TowerConfigs.from_dirs(paths.siglip, paths.whisper, paths.bert))
         for part, prefix in (("siglip", "vision_tower."), ("whisper", "audio_tower."), ("bert", "bert_model.")):
-            model.load_state_dict(_tower_tensors(getattr(paths, part), part, prefix, False), strict=False)
+            model.load_state_dict(tower_tensors(getattr(paths, part), part, prefix, False), strict=False)
         with torch.no_grad():
             for name, param in model.llm.named_parameters():
                 if "norm" not in name:

@@ -8,66 +8,17 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass, field
 
 import torch
 
 from ..errors import InputError
-from .common import TrainConfig, clip_gradients, max_over_ranks, prepare_run, shard
-from ..typed import POSITIVE, at_least, between
-from .grpo_math import (ADVANTAGE_SCALES, AGGREGATIONS, advantages, aggregate, completion_mask, k3_kl, token_loss,
-                        truncated)
-from .rewards import REWARDS, compute_rewards
+from .config import GRPOConfig
+from .distributed import clip_gradients, max_over_ranks, shard
+from .grpo_math import advantages, aggregate, completion_mask, k3_kl, token_loss, truncated
+from .rewards import compute_rewards
+from .run import prepare_run
 
-
-@dataclass
-class GRPOConfig(TrainConfig):
-    group_size: int = 8  # G completions per prompt
-    prompts_per_step: int = 16  # over all ranks
-    temperature: float = 1.0
-    top_k: int = 50
-    max_completion: int = 512
-    beta: float = 0.04  # KL to the frozen reference; 0 does not load the reference at all
-    updates_per_batch: int = 1
-    eps_low: float = 0.2
-    eps_high: float = 0.2
-    advantage_scale: str = "group"
-    aggregation: str = "grpo"
-    rewards: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0, "format": 1.0})
-    dynamic_sampling: bool = False  # drop groups whose rewards are all equal (no signal)
-    mask_truncated: bool = False  # no loss on completions cut at max_completion
-    shared_prefix: bool = True
-    reward_labels: str = "truth"  # "random": the control whose accuracy must not improve
-    eval_max_tokens: int = 64
-    learning_rate: float = 1e-6
-    schedule: str = "linear"
-    epochs: float = 2.0
-
-    RANGES = {**TrainConfig.RANGES, "group_size": at_least(2), "prompts_per_step": at_least(1),
-              "temperature": POSITIVE, "top_k": at_least(0), "max_completion": at_least(1), "beta": at_least(0),
-              "updates_per_batch": at_least(1), "eps_low": between(0, 1), "eps_high": at_least(0),
-              "eval_max_tokens": at_least(1)}
-    CHOICES = {**TrainConfig.CHOICES, "advantage_scale": ADVANTAGE_SCALES, "aggregation": AGGREGATIONS,
-               "reward_labels": ("truth", "random")}
-
-    def check(self, source: str = "config") -> None:
-        super().check(source)
-        unknown = sorted(set(self.rewards) - set(REWARDS))
-        if unknown:
-            raise InputError(f"{source}: rewards: unknown reward(s) {', '.join(unknown)}; registered: "
-                             f"{', '.join(sorted(REWARDS))}")
-
-    @classmethod
-    def preset(cls, name: str):
-        if name == "r1omni":  # the published recipe
-            return cls(group_size=8, prompts_per_step=16, temperature=1.0, top_k=50, max_completion=512, beta=0.04,
-                       learning_rate=1e-6, schedule="linear", warmup_ratio=0.0, epochs=2, updates_per_batch=1,
-                       eps_low=0.2, eps_high=0.2, advantage_scale="group", aggregation="grpo")
-        if name == "modern":  # DAPO / Dr. GRPO lessons: no KL, clip-higher, token-level loss, dynamic sampling
-            return cls(beta=0.0, eps_low=0.2, eps_high=0.28, aggregation="dapo", advantage_scale="group",
-                       dynamic_sampling=True, mask_truncated=True, updates_per_batch=2, learning_rate=1e-6,
-                       schedule="constant")
-        return super().preset(name)
+__all__ = ["GRPOConfig", "train_grpo"]
 
 
 def rollout_generator(seed: int, step: int, prompt_index: int) -> torch.Generator:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-ADVANTAGE_SCALES = ("group", "batch", "none")
-AGGREGATIONS = ("grpo", "bnpo", "dapo", "dr_grpo")
+from .config import ADVANTAGE_SCALES, AGGREGATIONS
 
 
 def advantages(rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-4

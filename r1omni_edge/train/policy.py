@@ -15,16 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model.omni import OmniModel
-from ..prompt import PLACEHOLDERS, PromptTokenizer, wrap_media_tags
+from ..prompt import PromptTokenizer, instruction_of, wrap_media_tags
 from .data import Sample
 from .features import ClipFeatures
-
-
-def instruction_of(prompt: str) -> str:
-    """The text the gate's BERT reads: the human turn without its media tags."""
-    for tag in PLACEHOLDERS:
-        prompt = prompt.replace(tag, "")
-    return prompt.strip()
 
 
 @dataclass

@@ -7,27 +7,12 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass
 
-from ..typed import at_least
-from .common import TrainConfig, clip_gradients, prepare_run, shard
+from .config import SFTConfig
+from .distributed import clip_gradients, shard
+from .run import prepare_run
 
-
-@dataclass
-class SFTConfig(TrainConfig):
-    batch_size: int = 16  # prompts per optimizer step, over all ranks
-    micro_batch: int = 4  # prompts per forward on one rank
-    eval_max_tokens: int = 256
-
-    RANGES = {**TrainConfig.RANGES, "batch_size": at_least(1), "micro_batch": at_least(1),
-              "eval_max_tokens": at_least(1)}
-
-    @classmethod
-    def preset(cls, name: str):
-        if name == "emer-sft":  # the published cold start: 5 epochs, AdamW 2e-5 cosine, warmup 3%, batch 16
-            return cls(learning_rate=2e-5, schedule="cosine", warmup_ratio=0.03, weight_decay=0.0, epochs=5,
-                       batch_size=16)
-        return super().preset(name)
+__all__ = ["SFTConfig", "train_sft"]
 
 
 def epoch_order(count: int, seed: int, epoch: int) -> list[int]:

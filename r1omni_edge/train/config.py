@@ -1,0 +1,192 @@
+"""The training configs: one dataclass per trainer, a YAML / JSON file mapping onto it field by field, presets as
+named constructors, and every field checked by type and range before anything loads. Importable without torch."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..typed import POSITIVE, at_least, between, check_value, range_problems
+from .rewards import REWARDS
+
+TRAINABLE_PARTS = ("mm_projector", "bert_gate", "audio_projector", "llm")
+ADVANTAGE_SCALES = ("group", "batch", "none")
+AGGREGATIONS = ("grpo", "bnpo", "dapo", "dr_grpo")
+
+
+@dataclass
+class TrainConfig:
+    """Fields common to both trainers; a YAML / JSON config file maps onto these one to one."""
+
+    model: str = ""  # checkpoint directory to start from
+    models_dir: str | None = None  # towers under their published names (default: beside the checkpoint)
+    siglip: str | None = None
+    whisper: str | None = None
+    bert: str | None = None
+    train_data: str = ""
+    eval_data: str | None = None
+    data_root: str | None = None  # default: the dataset file's directory
+    output_dir: str = "runs/r1omni"
+    cache_dir: str | None = None  # default: OUTPUT/feature-cache
+    labels: str = "mafw"
+    resize_mode: str = "pad"  # training padded frames to a grey square
+    seed: int = 0
+    learning_rate: float = 2e-5
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    schedule: str = "cosine"  # cosine | linear | constant
+    max_steps: int = 0  # 0: run the epochs
+    epochs: float = 1.0
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+    train_parts: list[str] = field(default_factory=lambda: list(TRAINABLE_PARTS))
+    lora: dict[str, Any] | None = None  # {"r": 16, "alpha": 32, "dropout": 0.05, "targets": [...]} via peft
+    dtype: str = "fp32"  # bf16 on GPUs
+    gradient_checkpointing: bool = False
+    fsdp: bool = False  # shard weights, gradients and optimizer state over the ranks (FSDP2, a unit per LLM layer)
+    device: str = "cpu"
+    save_every: int = 0  # steps; 0: only at the end
+    eval_every: int = 0
+    log_every: int = 1
+    resume_from: str | None = None  # a checkpoint directory, or "latest"
+    tensorboard: bool = True
+    blank_inputs: bool = False  # control: zero the tower features (nothing to learn from)
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides):
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: no such config file")
+        text = path.read_text()
+        try:
+            if path.suffix in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text) or {}
+            else:
+                data = json.loads(text)
+        except Exception as exc:  # yaml and json raise different types
+            raise InputError(f"{path}: cannot be parsed ({exc})") from exc
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(data, str(path))
+
+    # Ranges and choices of the fields, checked for every config (a file, the CLI or the Python API): a bad value
+    # fails before anything loads, named by its field. Subclasses add theirs.
+    RANGES = {"max_steps": at_least(0), "epochs": POSITIVE, "learning_rate": POSITIVE, "weight_decay": at_least(0),
+              "warmup_ratio": between(0, 1), "grad_accum": at_least(1), "max_grad_norm": POSITIVE,
+              "save_every": at_least(0), "eval_every": at_least(0), "log_every": at_least(1)}
+    CHOICES = {"schedule": ("cosine", "linear", "constant"), "dtype": ("fp32", "bf16", "fp16"),
+               "resize_mode": ("stretch", "pad"), "labels": ("mafw", "dfew", "ravdess")}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config"):
+        if not isinstance(data, dict):
+            raise InputError(f"{source}: a config is a mapping of field: value, not {type(data).__name__}")
+        data = dict(data)
+        preset = data.pop("preset", None)
+        base = cls.preset(preset) if preset else cls()
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(f"{source}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        hints = typing.get_type_hints(cls)
+        values, problems = {}, []
+        for name, value in data.items():
+            values[name], found = check_value(hints[name], value, name)
+            problems += found
+        if problems:
+            raise InputError(f"{source}: {'; '.join(problems)}")
+        config = dataclasses.replace(base, **values)
+        if not config.model or not config.train_data:
+            raise InputError(f"{source}: 'model' and 'train_data' are required")
+        config.check(source)
+        return config
+
+    def check(self, source: str = "config") -> None:
+        """Every field within its range and choices, named by its field; raises InputError."""
+        problems = range_problems(self, self.RANGES, self.CHOICES)
+        bad = sorted(set(self.train_parts) - set(TRAINABLE_PARTS))
+        if bad:
+            problems.append(f"train_parts: {bad} are not trainable parts {list(TRAINABLE_PARTS)}")
+        if self.fsdp and self.lora:
+            problems.append("fsdp and lora together are not supported; LoRA's few trainable weights fit on each "
+                            "GPU, so use DDP (fsdp: false) with lora")
+        if problems:
+            raise InputError(f"{source}: {'; '.join(problems)}")
+
+    @classmethod
+    def preset(cls, name: str):
+        raise InputError(f"unknown preset {name!r}")
+
+
+
+@dataclass
+class SFTConfig(TrainConfig):
+    batch_size: int = 16  # prompts per optimizer step, over all ranks
+    micro_batch: int = 4  # prompts per forward on one rank
+    eval_max_tokens: int = 256
+
+    RANGES = {**TrainConfig.RANGES, "batch_size": at_least(1), "micro_batch": at_least(1),
+              "eval_max_tokens": at_least(1)}
+
+    @classmethod
+    def preset(cls, name: str):
+        if name == "emer-sft":  # the published cold start: 5 epochs, AdamW 2e-5 cosine, warmup 3%, batch 16
+            return cls(learning_rate=2e-5, schedule="cosine", warmup_ratio=0.03, weight_decay=0.0, epochs=5,
+                       batch_size=16)
+        return super().preset(name)
+
+
+@dataclass
+class GRPOConfig(TrainConfig):
+    group_size: int = 8  # G completions per prompt
+    prompts_per_step: int = 16  # over all ranks
+    temperature: float = 1.0
+    top_k: int = 50
+    max_completion: int = 512
+    beta: float = 0.04  # KL to the frozen reference; 0 does not load the reference at all
+    updates_per_batch: int = 1
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+    advantage_scale: str = "group"
+    aggregation: str = "grpo"
+    rewards: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0, "format": 1.0})
+    dynamic_sampling: bool = False  # drop groups whose rewards are all equal (no signal)
+    mask_truncated: bool = False  # no loss on completions cut at max_completion
+    shared_prefix: bool = True
+    reward_labels: str = "truth"  # "random": the control whose accuracy must not improve
+    eval_max_tokens: int = 64
+    learning_rate: float = 1e-6
+    schedule: str = "linear"
+    epochs: float = 2.0
+
+    RANGES = {**TrainConfig.RANGES, "group_size": at_least(2), "prompts_per_step": at_least(1),
+              "temperature": POSITIVE, "top_k": at_least(0), "max_completion": at_least(1), "beta": at_least(0),
+              "updates_per_batch": at_least(1), "eps_low": between(0, 1), "eps_high": at_least(0),
+              "eval_max_tokens": at_least(1)}
+    CHOICES = {**TrainConfig.CHOICES, "advantage_scale": ADVANTAGE_SCALES, "aggregation": AGGREGATIONS,
+               "reward_labels": ("truth", "random")}
+
+    def check(self, source: str = "config") -> None:
+        super().check(source)
+        unknown = sorted(set(self.rewards) - set(REWARDS))
+        if unknown:
+            raise InputError(f"{source}: rewards: unknown reward(s) {', '.join(unknown)}; registered: "
+                             f"{', '.join(sorted(REWARDS))}")
+
+    @classmethod
+    def preset(cls, name: str):
+        if name == "r1omni":  # the published recipe
+            return cls(group_size=8, prompts_per_step=16, temperature=1.0, top_k=50, max_completion=512, beta=0.04,
+                       learning_rate=1e-6, schedule="linear", warmup_ratio=0.0, epochs=2, updates_per_batch=1,
+                       eps_low=0.2, eps_high=0.2, advantage_scale="group", aggregation="grpo")
+        if name == "modern":  # DAPO / Dr. GRPO lessons: no KL, clip-higher, token-level loss, dynamic sampling
+            return cls(beta=0.0, eps_low=0.2, eps_high=0.28, aggregation="dapo", advantage_scale="group",
+                       dynamic_sampling=True, mask_truncated=True, updates_per_batch=2, learning_rate=1e-6,
+                       schedule="constant")
+        return super().preset(name)
