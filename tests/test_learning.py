@@ -6,7 +6,6 @@ not improve. Asserting direction and controls, not merely that parameters change
 import pytest
 
 CHANCE = 0.25
-GRPO_STEPS = 200  # measured: held-out WAR 0.25 at step 50, 0.50 at 100 and 150, 0.75 at 200 (245 s here)
 
 
 @pytest.fixture(scope="module")
@@ -22,28 +21,25 @@ def toy(tmp_path_factory):
 
 def common(toy, output: str) -> dict:
     return dict(models_dir=str(toy["models"].root), train_data=str(toy["files"]["train"]),
-                eval_data=str(toy["files"]["eval"]), data_root=str(toy["root"] / "task"), labels="dfew",
-                cache_dir=str(toy["root"] / "cache"), output_dir=str(toy["root"] / output), tensorboard=False)
+                eval_data=str(toy["files"]["eval"]), data_root=str(toy["root"] / "task"),
+                cache_dir=str(toy["root"] / "cache"), output_dir=str(toy["root"] / output))
 
 
 @pytest.fixture(scope="module")
 def cold_start(toy):
+    from r1omni_edge.synthetic.task import TOY_SFT
     from r1omni_edge.train.sft import SFTConfig, train_sft
 
-    config = SFTConfig(model=str(toy["models"].checkpoint), max_steps=100, batch_size=8, micro_batch=8,
-                       learning_rate=1e-2, warmup_ratio=0.1, schedule="cosine", eval_max_tokens=40,
-                       **common(toy, "sft"))
-    return train_sft(config)
+    return train_sft(SFTConfig(model=str(toy["models"].checkpoint), **TOY_SFT, **common(toy, "sft")))
 
 
 def grpo(toy, cold_start, output: str, **overrides):
+    from r1omni_edge.synthetic.task import TOY_GRPO
     from r1omni_edge.train.grpo import GRPOConfig, train_grpo
 
-    settings = dict(model=cold_start["checkpoint"], max_steps=GRPO_STEPS, group_size=8, prompts_per_step=8,
-                    max_completion=40, temperature=1.0, beta=0.04, learning_rate=1e-3, schedule="constant",
-                    eval_max_tokens=40)
+    settings = dict(TOY_GRPO, model=cold_start["checkpoint"], **common(toy, output))
     settings.update(overrides)
-    return train_grpo(GRPOConfig(**settings, **common(toy, output)))
+    return train_grpo(GRPOConfig(**settings))
 
 
 @pytest.mark.slow
