@@ -33,6 +33,10 @@ FORMAT_VERSION = 2  # 2: typed sections, validated on load, and the manifest's o
 MANIFEST = "manifest.json"
 CHECKSUM_FIELD = "manifest_sha256"  # sha256 of the manifest's canonical JSON without this field
 
+# The ways a bundle can run (runtime/backends.py makes them): auto picks the fastest present; engine means the
+# native TensorRT engines that build-engines wrote.
+BACKENDS = ("auto", "cpu", "cuda", "tensorrt", "engine")
+
 # ---- files -------------------------------------------------------------------------------------------------------
 PARTS = ("vision", "audio", "decoder")
 PART_FILES = {"vision": "vision.onnx", "audio": "audio.onnx", "decoder": "decoder.onnx"}

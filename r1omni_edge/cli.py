@@ -9,7 +9,7 @@ import re
 import signal
 import sys
 
-from .bundle import PRECISIONS
+from .bundle import BACKENDS, PRECISIONS
 from .errors import InputError, R1OmniError
 
 log = logging.getLogger("r1omni_edge")
@@ -69,7 +69,7 @@ def _add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> N
 
 def _add_runtime_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("runtime (with --bundle)")
-    group.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda", "tensorrt", "engine"),
+    group.add_argument("--backend", default="auto", choices=BACKENDS,
                        help="auto: TensorRT engines, else onnxruntime TensorRT/CUDA/CPU")
     group.add_argument("--threads", type=POSITIVE_INT, help="CPU threads for onnxruntime (default: all cores)")
     group.add_argument("--mode", default="full", choices=("full", "label"),
@@ -138,7 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--clips", type=COUNT, default=4, help="synthetic clips to compare on (default 4)")
     verify.add_argument("--clip", action="append", default=[], metavar="FILE", help="a clip of yours (repeatable)")
     verify.add_argument("--max-new-tokens", type=POSITIVE_INT, default=64, help=MAX_NEW_TOKENS_HELP)
-    verify.add_argument("--backend", default="cpu", choices=("auto", "cpu", "cuda", "tensorrt", "engine"),
+    verify.add_argument("--backend", default="cpu", choices=BACKENDS,
                         help="runtime backend for the bundle")
     verify.add_argument("--min-cosine", type=bounded(float, minimum=-1, maximum=1),
                         help="override the precision's per-part cosine threshold")
@@ -201,7 +201,7 @@ def _parser() -> argparse.ArgumentParser:
                               "labelled dataset, decoded as predict decodes")
     _add_model_args(evaluate, required=False)
     evaluate.add_argument("--bundle", metavar="DIR", help="evaluate an exported bundle with the runtime instead")
-    evaluate.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda", "tensorrt", "engine"),
+    evaluate.add_argument("--backend", default="auto", choices=BACKENDS,
                           help="runtime backend (with --bundle)")
     evaluate.add_argument("--threads", type=POSITIVE_INT, help="CPU threads for onnxruntime (with --bundle)")
     evaluate.add_argument("--free-answer", action="store_true",

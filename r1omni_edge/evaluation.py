@@ -55,11 +55,9 @@ def evaluate_recognizer(recognizer, samples, max_new_tokens: int = 512, exact: b
     the constrained answer for a bundle; ``decoding`` overrides it, e.g. ``constrain=False``). A checkpoint answers
     each row's own instruction; a bundle answers the one it was exported with; rows that ask another are counted."""
     texts, truths, other = [], [], 0
-    declared = getattr(type(recognizer), "instruction", None)
-    settable = isinstance(declared, property) and declared.fset is not None
     for index, sample in enumerate(samples):
         instruction = instruction_of(sample.prompt)
-        if settable:
+        if recognizer.instruction_settable:
             recognizer.instruction = instruction
         elif instruction != recognizer.instruction:
             other += 1

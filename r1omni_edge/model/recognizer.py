@@ -23,6 +23,8 @@ __all__ = ["MODES", "TorchRecognizer"]
 class TorchRecognizer(Recognizer):
     """R1-Omni in PyTorch. ``accelerated`` (default: on CUDA devices) picks the engine with the GPU speed-ups."""
 
+    instruction_settable = True
+
     def __init__(self, model: OmniModel, tokenizer: PromptTokenizer, bert_tokenizer, labels=DEFAULT_LABEL_SET,
                  instruction: str = INSTRUCTION, resize_mode: str = "stretch", report: LoadReport | None = None,
                  compile: bool = False, accelerated: bool | None = None):

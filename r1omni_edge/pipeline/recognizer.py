@@ -58,6 +58,8 @@ class Recognizer:
     the labels with their probabilities (bundles); False, plain greedy as the published model decodes
     (checkpoints)."""
 
+    instruction_settable = False  # a checkpoint answers any instruction; a bundle's is fixed at export
+
     def __init__(self, engine: Engine, constrain: bool = True, processor: Processor | None = None):
         self.engine = engine
         self.info = engine.info

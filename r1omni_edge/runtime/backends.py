@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import EMBEDDINGS_FILE, PARTS, TOKENIZER_DIR, Manifest
+from ..bundle import BACKENDS, EMBEDDINGS_FILE, PARTS, TOKENIZER_DIR, Manifest
 from ..errors import InputError
 from ..pipeline.engine import EngineInfo
 
@@ -25,7 +25,6 @@ ORT_PROVIDERS = {
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
-BACKENDS = ("auto", "cpu", "cuda", "tensorrt", "engine")  # engine: native TensorRT engines from build-engines
 
 
 class BundleText:
