@@ -61,6 +61,25 @@ def open_media(path: Path):
         ) from exc
 
 
+class _Mono16k:
+    """Audio frames of any rate and layout -> mono float32 at 16 kHz: libswresample resamples at the native layout,
+    then the channels are averaged (``to_mono``)."""
+
+    def __init__(self):
+        import av
+
+        self._resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)  # keep the channels; averaged below
+        self.chunks: list[np.ndarray] = []
+
+    def add(self, frame) -> None:
+        """One decoded frame; None flushes what the resampler still holds."""
+        self.chunks += [to_mono(f.to_ndarray()) for f in self._resampler.resample(frame)]
+
+    def finish(self) -> np.ndarray:
+        self.add(None)
+        return np.concatenate(self.chunks).astype(np.float32) if self.chunks else np.zeros(0, np.float32)
+
+
 def _count_video_packets(path: Path) -> int:
     """For containers whose header gives no frame count (mkv, webm, some streams): a demux pass, no decoding."""
     import av
@@ -82,9 +101,9 @@ def _decode(container, path: Path, wanted: set[int], with_audio: bool
     video = container.streams.video[0]
     video.thread_type = "AUTO"
     audio = container.streams.audio[0] if with_audio and container.streams.audio else None
-    resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE) if audio is not None else None  # keep channels
+    mono = _Mono16k() if audio is not None else None
     kept: dict[int, np.ndarray] = {}
-    chunks: list[np.ndarray] = []
+    samples = None
     count = 0
     try:
         for packet in container.demux(*([video] + ([audio] if audio is not None else []))):
@@ -94,15 +113,12 @@ def _decode(container, path: Path, wanted: set[int], with_audio: bool
                         kept[count] = frame.to_ndarray(format="rgb24")
                     count += 1
                 else:
-                    chunks += [to_mono(f.to_ndarray()) for f in resampler.resample(frame)]
-        if resampler is not None:
-            chunks += [to_mono(f.to_ndarray()) for f in resampler.resample(None)]
+                    mono.add(frame)
+        if mono is not None:
+            samples = mono.finish()
     except av.FFmpegError as exc:
-        part = "video" if count == 0 or not chunks else "media"
+        part = "video" if count == 0 or mono is None or not mono.chunks else "media"
         raise MediaError(f"{path}: the {part} stream is damaged ({exc}); re-encode or re-record the clip") from exc
-    samples = None
-    if audio is not None:
-        samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
     return kept, count, samples
 
 
@@ -115,16 +131,13 @@ def decode_audio(path: str | Path) -> np.ndarray | None:
     with open_media(path) as container:
         if not container.streams.audio:
             return None
-        stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)  # keep the channels; averaged below
-        chunks: list[np.ndarray] = []
+        mono = _Mono16k()
         try:
-            for frame in container.decode(stream):
-                chunks += [to_mono(f.to_ndarray()) for f in resampler.resample(frame)]
-            chunks += [to_mono(f.to_ndarray()) for f in resampler.resample(None)]
+            for frame in container.decode(container.streams.audio[0]):
+                mono.add(frame)
+            return mono.finish()
         except av.FFmpegError as exc:
             raise MediaError(f"{path}: the audio stream is damaged ({exc}); re-encode the clip") from exc
-    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
 
 
 def decode_clip(path: str | Path, num_frames: int = NUM_FRAMES, with_audio: bool = True) -> Clip:
