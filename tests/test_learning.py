@@ -1,7 +1,8 @@
 """Does training really learn? On the synthetic audio-visual task (4 classes, label recoverable from the frames and
-the tone), with the tiny model: SFT on permuted labels teaches the format and nothing else; GRPO then lifts held-out
-accuracy well above chance and keeps the format; the controls (rewards against random labels, blanked inputs) must
-not improve. Asserting direction and controls, not merely that parameters changed."""
+the tone), with the tiny model: SFT on labels independent of the clip teaches the format and to name the cues, and
+nothing of the task; GRPO then lifts held-out accuracy well above chance and keeps the format; the controls (rewards
+against random labels, blanked inputs) must not improve. Asserting direction and controls, not merely that
+parameters changed. The seeds and CPUs this was measured on are in the README (Training)."""
 
 import pytest
 
@@ -43,7 +44,7 @@ def grpo(toy, cold_start, output: str, **overrides):
 
 
 @pytest.mark.slow
-def test_sft_on_permuted_labels_teaches_the_format_only(cold_start):
+def test_sft_on_labels_independent_of_the_clip_teaches_the_format_only(cold_start):
     assert cold_start["eval"]["format"] >= 0.9
     assert abs(cold_start["eval"]["war"] - CHANCE) <= 0.15
 
@@ -65,3 +66,4 @@ def test_control_rewards_against_random_labels_do_not_improve(toy, cold_start):
 def test_control_blanked_inputs_do_not_improve(toy, cold_start):
     result = grpo(toy, cold_start, "grpo-blank", blank_inputs=True)
     assert result["eval"]["war"] <= CHANCE + 0.15, result["confusion"]
+    assert result["eval"]["format"] >= 0.9  # it still answers: chance is not a broken model

@@ -1,5 +1,6 @@
 """Training on the tiny model: the fast paths equal the naive one, runs repeat exactly, resume is exact, checkpoints
-load and export. The learning tests (SFT on permuted labels, then GRPO, with controls) are in test_learning.py."""
+load and export. The learning tests (SFT on labels independent of the clip, then GRPO, with controls) are in
+test_learning.py."""
 
 import json
 

@@ -1,7 +1,8 @@
 """A synthetic audio-visual emotion task whose label is recoverable from both inputs: each class tints the whole
 frame with a colour of its own (so every patch carries it), moves a disc of that colour, and sounds a tone at its
-own pitch, plus noise. Written as clips and a dataset JSON in the published
-format, for the training tests and tools (K = 4 classes by default)."""
+own pitch, plus noise. Written as clips and a dataset JSON in the published format, for the training tests and tools
+(K = 4 classes by default). The reasoning of every target names the clip's colour and pitch, as the EMER cold-start
+annotations name the cues they saw and heard."""
 
 from __future__ import annotations
 
@@ -15,19 +16,39 @@ from .clips import write_clip
 CLASSES = ("happy", "sad", "angry", "surprise")
 COLOURS = {"happy": (240, 200, 40), "sad": (40, 80, 220), "angry": (220, 40, 40), "surprise": (40, 200, 90)}
 TONES = {"happy": 660.0, "sad": 220.0, "angry": 440.0, "surprise": 990.0}
-REASONING = "I see it."
+# What the reasoning names: the colour seen and the pitch heard, as EMER's cold-start annotations name the cues.
+COLOUR_NAMES = {"happy": "yellow", "sad": "blue", "angry": "red", "surprise": "green"}
+PITCH_NAMES = {"happy": "high", "sad": "low", "angry": "mid", "surprise": "top"}
 
 
-def target_text(label: str, reasoning: str = REASONING) -> str:
+def describe(truth: str) -> str:
+    """The reasoning of a clip of class ``truth``: its cues, never its label."""
+    return f"{COLOUR_NAMES[truth]} light, {PITCH_NAMES[truth]} tone"
+
+
+def target_text(label: str, reasoning: str) -> str:
     return f"<think>{reasoning}</think>\n<answer>{label}</answer>"
+
+
+def _balanced_labels(truths: list[str], classes, rng: random.Random) -> list[str]:
+    """Labels independent of ``truths``: within each true class, the labels in turn, shuffled."""
+    targets = list(truths)
+    for truth in classes:
+        rows = [index for index, value in enumerate(truths) if value == truth]
+        labels = [classes[k % len(classes)] for k in range(len(rows))]
+        rng.shuffle(labels)
+        for index, label in zip(rows, labels):
+            targets[index] = label
+    return targets
 
 
 def write_task(root: str | Path, train: int = 48, held_out: int = 24, classes=CLASSES, seed: int = 0,
                permute_train_labels: bool = False, seconds: float = 1.0) -> dict[str, Path]:
     """Write clips/ and train.json, eval.json (published format: video, conversations human/gpt).
 
-    ``permute_train_labels`` gives the training targets labels that do not depend on the clip (a random
-    permutation of the true ones): SFT on them can teach the format but not the task.
+    ``permute_train_labels`` gives the training targets labels that do not depend on the clip: each class gets
+    every label equally often, so SFT on them can teach the format but not the task (a plain shuffle leaves chance
+    correlations in 48 rows that SFT learns, up to 50 % held-out on one seed).
     """
     root = Path(root)
     rng = random.Random(seed)
@@ -37,7 +58,7 @@ def write_task(root: str | Path, train: int = 48, held_out: int = 24, classes=CL
         rng.shuffle(truths)
         targets = list(truths)
         if split == "train" and permute_train_labels:
-            rng.shuffle(targets)
+            targets = _balanced_labels(truths, classes, rng)
         rows = []
         for index, (truth, target) in enumerate(zip(truths, targets)):
             name = f"clips/{split}_{index:04d}.mp4"
@@ -50,7 +71,7 @@ def write_task(root: str | Path, train: int = 48, held_out: int = 24, classes=CL
                 "label": truth,
                 "conversations": [
                     {"from": "human", "value": user_content(INSTRUCTION)},
-                    {"from": "gpt", "value": target_text(target)},
+                    {"from": "gpt", "value": target_text(target, describe(truth))},
                 ],
             })
         files[split] = root / f"{split}.json"
@@ -71,14 +92,15 @@ def write_scene_clip(path: str | Path, classes=CLASSES, seconds_each: float = 3.
 
 
 # The toy recipes: the settings the learning tests, tools/train_toy.py and `r1omni-edge toy-data` all train with.
-# SFT on permuted labels teaches the format, not the task; GRPO then teaches the task. GRPO follows the DAPO lessons
-# (no KL term, clip-higher, token-level loss, dynamic sampling) with 4 updates per batch: with the published
-# beta = 0.04 and one update per batch the tiny model often settled on one answer for several classes (groups whose
-# rewards are all equal carry no signal), and held-out accuracy ended anywhere from 0.25 to 1.0 by seed and CPU; at
-# lr 1e-3 this recipe lost the format on one seed of six, at 5e-4 it passed every seed measured (README, Training).
+# SFT on labels independent of the clip teaches the format and to name the cues it sees and hears, not the task; GRPO
+# then teaches the task. With a reasoning that named nothing ("I see it."), SFT taught the tiny LLM to ignore the
+# media (the hidden states of the four classes became nearly equal) and GRPO had to regrow that from a policy that
+# gave one answer for most clips: held-out accuracy ended anywhere from 0.25 to 1.0 by seed and CPU. GRPO follows the
+# DAPO lessons (no KL term, clip-higher, token-level loss, dynamic sampling) with 4 updates per batch (README,
+# Training, has the seeds measured).
 TOY_SFT = {"max_steps": 100, "batch_size": 8, "micro_batch": 8, "learning_rate": 1e-2, "warmup_ratio": 0.1,
            "schedule": "cosine", "labels": "dfew", "eval_max_tokens": 40, "tensorboard": False}
-TOY_GRPO = {"max_steps": 150, "group_size": 8, "prompts_per_step": 8, "max_completion": 40, "temperature": 1.0,
+TOY_GRPO = {"max_steps": 30, "group_size": 8, "prompts_per_step": 8, "max_completion": 40, "temperature": 1.0,
             "top_k": 50, "beta": 0.0, "updates_per_batch": 4, "eps_high": 0.28, "aggregation": "dapo",
             "dynamic_sampling": True, "learning_rate": 5e-4, "schedule": "constant", "labels": "dfew",
             "eval_max_tokens": 40, "tensorboard": False}

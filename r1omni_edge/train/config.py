@@ -55,7 +55,10 @@ class TrainConfig:
     log_every: int = 1
     resume_from: str | None = None  # a checkpoint directory, or "latest"
     tensorboard: bool = True
-    blank_inputs: bool = False  # control: zero the tower features (nothing to learn from)
+    # control: every clip gets the first training clip's features, so the inputs say nothing of the label while the
+    # model stays on its input distribution (zeroed features left it off it, never answering: a control that could
+    # not fail)
+    blank_inputs: bool = False
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides):

@@ -9,13 +9,12 @@ from ..evaluation import Evaluation, score
 
 
 @torch.no_grad()
-def evaluate(policy, prompts, labels: tuple[str, ...], max_tokens: int = 512, exact: bool = True,
-             blank: bool = False) -> Evaluation:
+def evaluate(policy, prompts, labels: tuple[str, ...], max_tokens: int = 512, exact: bool = True) -> Evaluation:
     texts = []
     was_training = policy.training
     policy.eval()
     for prompt in prompts:
-        ids = policy("rollout", prompt=prompt, groups=1, max_tokens=max_tokens, greedy=True, blank=blank)
+        ids = policy("rollout", prompt=prompt, groups=1, max_tokens=max_tokens, greedy=True)
         texts.append(policy.decode(ids)[0])
     policy.train(was_training)
     return score([p.sample.label for p in prompts], texts, labels, exact)

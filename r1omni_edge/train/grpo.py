@@ -73,7 +73,7 @@ def grpo_step(policy, module, reference, prompts, config: GRPOConfig, step: int,
     for index in chosen:
         completions = policy("rollout", prompt=prompts[index], groups=config.group_size,
                              max_tokens=config.max_completion, temperature=config.temperature, top_k=config.top_k,
-                             generator=rollout_generator(config.seed, step, index), blank=config.blank_inputs)
+                             generator=rollout_generator(config.seed, step, index))
         groups.append((prompts[index], completions))
         texts += policy.decode(completions)
         truths += [prompts[index].sample.label] * config.group_size
@@ -97,7 +97,7 @@ def grpo_step(policy, module, reference, prompts, config: GRPOConfig, step: int,
         old = None
         if config.updates_per_batch > 1 and keep:
             old = policy("logprobs", groups=[groups[g] for g in keep], temperature=config.temperature,
-                         shared_prefix=config.shared_prefix, blank=config.blank_inputs)
+                         shared_prefix=config.shared_prefix)
         ref = None
         if config.beta and keep:
             ref = reference_logprobs(policy, reference, [groups[g] for g in keep], config)
@@ -110,7 +110,7 @@ def grpo_step(policy, module, reference, prompts, config: GRPOConfig, step: int,
             break
         clock = time.perf_counter()
         logps = module("logprobs", groups=[groups[g] for g in keep], temperature=config.temperature,
-                       shared_prefix=config.shared_prefix, blank=config.blank_inputs)
+                       shared_prefix=config.shared_prefix)
         width = max(l.shape[1] for l in logps)
         pad = lambda rows: torch.cat([torch.nn.functional.pad(r, (0, width - r.shape[1])) for r in rows])  # noqa: E731
         logp = pad(logps)

@@ -56,18 +56,16 @@ class Policy(nn.Module):
         return Prompt(sample, self.tokenizer.encode_with_placeholders(text), features,
                       self.bert_cls(instruction_of(sample.prompt)))
 
-    def media(self, prompt: Prompt, blank: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def media(self, prompt: Prompt) -> tuple[torch.Tensor, torch.Tensor]:
         """Projected video (392, hidden) and audio (500, hidden) vectors, with gradients into the projectors and the
-        gate. ``blank`` zeroes the tower features (the control that must not learn)."""
+        gate."""
         model = self.model
         vision = prompt.features.vision.to(self.device, model.dtype)
         audio = prompt.features.audio.to(self.device, model.dtype)
-        if blank:
-            vision, audio = torch.zeros_like(vision), torch.zeros_like(audio)
         return model.mm_projector(vision, model.gate_from_cls(prompt.bert_cls)), model.audio_projector(audio)
 
-    def prompt_embeds(self, prompt: Prompt, blank: bool = False) -> torch.Tensor:
-        video, audio = self.media(prompt, blank)
+    def prompt_embeds(self, prompt: Prompt) -> torch.Tensor:
+        video, audio = self.media(prompt)
         return self.model.embed(prompt.ids, video, audio)
 
     def token_embeds(self, ids: torch.Tensor) -> torch.Tensor:
@@ -85,11 +83,11 @@ class Policy(nn.Module):
                     kwargs.pop("groups")] if "groups" in kwargs else self.completion_logprobs(**kwargs)
         raise ValueError(f"unknown forward kind {kind!r}")
 
-    def sft_loss(self, prompts: list[Prompt], targets: list[list[int]], blank: bool = False) -> torch.Tensor:
+    def sft_loss(self, prompts: list[Prompt], targets: list[list[int]]) -> torch.Tensor:
         """Cross-entropy on the assistant tokens only, mean over all target tokens of the batch (right-padded)."""
         rows, label_rows = [], []
         for prompt, target in zip(prompts, targets):
-            embeds = self.prompt_embeds(prompt, blank)[0]
+            embeds = self.prompt_embeds(prompt)[0]
             target_ids = torch.tensor(target, device=self.device)
             rows.append(torch.cat([embeds, self.token_embeds(target_ids)]))
             label_rows.append(torch.cat([torch.full((embeds.shape[0],), -100, device=self.device), target_ids]))
@@ -100,7 +98,7 @@ class Policy(nn.Module):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
 
     def completion_logprobs(self, prompt: Prompt, completions: torch.Tensor, temperature: float = 1.0,
-                            shared_prefix: bool = True, blank: bool = False) -> torch.Tensor:
+                            shared_prefix: bool = True) -> torch.Tensor:
         """log p(completion token | prompt, earlier tokens) under temperature-scaled logits: (G, C).
 
         Gradient checkpointing cannot keep a KV cache (transformers drops it, as a replayed layer would write it
@@ -109,7 +107,7 @@ class Policy(nn.Module):
 
         completions = completions.to(self.device)
         groups, length = completions.shape
-        prefix = self.prompt_embeds(prompt, blank)  # (1, P, hidden)
+        prefix = self.prompt_embeds(prompt)  # (1, P, hidden)
         tail = self.token_embeds(completions[:, :-1])  # (G, C - 1, hidden): each token predicts the next
         checkpointing = self.training and torch.is_grad_enabled() and \
             bool(getattr(self.model.llm, "is_gradient_checkpointing", False))
@@ -128,13 +126,13 @@ class Policy(nn.Module):
     # ---- sampling (no gradients) --------------------------------------------------------------------------------
     @torch.no_grad()
     def rollout(self, prompt: Prompt, groups: int, max_tokens: int, temperature: float = 1.0, top_k: int = 50,
-                generator: torch.Generator | None = None, greedy: bool = False, blank: bool = False) -> torch.Tensor:
+                generator: torch.Generator | None = None, greedy: bool = False) -> torch.Tensor:
         """G completions sharing one prefill of the prompt: (G, L) ids, padded after the end-of-turn."""
         from transformers import DynamicCache
 
         llm = self.model.llm
         cache = DynamicCache()
-        logits = llm(inputs_embeds=self.prompt_embeds(prompt, blank), cache=cache, use_cache=True,
+        logits = llm(inputs_embeds=self.prompt_embeds(prompt), cache=cache, use_cache=True,
                      logits_to_keep=1).logits[:, -1].float()
         cache.batch_repeat_interleave(groups)
         logits = logits.expand(groups, -1)

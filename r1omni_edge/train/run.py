@@ -174,7 +174,7 @@ class Run:
     def evaluate(self, max_tokens: int):
         from .evaluate import evaluate
 
-        return evaluate(self.policy, self.eval_prompts, self.labels, max_tokens, blank=self.config.blank_inputs)
+        return evaluate(self.policy, self.eval_prompts, self.labels, max_tokens)
 
     def save(self, step: int) -> Path:
         """Called on every rank (FSDP gathers collectively); rank 0 writes."""
@@ -230,6 +230,10 @@ def prepare_run(config: TrainConfig, with_reference: bool = False) -> Run:
     encode_seconds = time.perf_counter() - started
     prompts = [policy.prompt(s, cache.get(s.video)) for s in samples]
     eval_prompts = [policy.prompt(s, cache.get(s.video)) for s in eval_samples]
+    if config.blank_inputs:  # the control: every clip shows one clip's features (see TrainConfig.blank_inputs)
+        same = prompts[0].features
+        prompts = [dataclasses.replace(p, features=same) for p in prompts]
+        eval_prompts = [dataclasses.replace(p, features=same) for p in eval_prompts]
     reference = None
     if with_reference:  # copied before any sharding; frozen, so each rank keeps a whole bf16 copy (no collectives)
         reference = Policy(copy.deepcopy(policy.model).eval().requires_grad_(False), policy.tokenizer,

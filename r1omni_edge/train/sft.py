@@ -42,8 +42,7 @@ def train_sft(config: SFTConfig) -> dict:
         micro += [[whole[0]]] * (busiest - len(micro))
         loss_sum = 0.0
         for chunk, weight in zip(micro, weights):
-            loss = run.module("sft", prompts=[prompts[i] for i in chunk], targets=[targets[i] for i in chunk],
-                              blank=config.blank_inputs)
+            loss = run.module("sft", prompts=[prompts[i] for i in chunk], targets=[targets[i] for i in chunk])
             (weight * loss * len(chunk) / max(len(batch), 1) / config.grad_accum).backward()
             loss_sum += weight * float(loss.detach()) * len(chunk)
         if (step + 1) % config.grad_accum == 0:
