@@ -60,6 +60,7 @@ def test_grpo_lifts_held_out_accuracy_and_keeps_the_format(toy, cold_start):
 def test_control_rewards_against_random_labels_do_not_improve(toy, cold_start):
     result = grpo(toy, cold_start, "grpo-random", reward_labels="random")
     assert result["eval"]["war"] <= CHANCE + 0.15, result["confusion"]
+    assert result["eval"]["format"] >= 0.9
 
 
 @pytest.mark.slow
