@@ -5,7 +5,8 @@ own content; nothing else in the project spells out the bundle's layout. Torch-f
 Layout of a bundle directory:
     manifest.json          this contract
     vision.onnx            8 frames (8, 3, 224, 224) -> (392, hidden); the instruction's gate folded in
-    audio.onnx             log-mel (1, 128, 100 * audio_seconds) -> (audio_tokens, hidden)
+    audio.onnx             log-mel (1, 128, 100 * s) -> (100 * s // 6, hidden), s from 1 to 30 seconds (or fixed at
+                           audio_seconds by export --audio-seconds: preprocess.audio_window_range says which)
     decoder.onnx           inputs_embeds + position_ids + past KV -> last-position logits + present KV
     *.onnx.data            external weights of any ONNX part over the protobuf limit
     embeddings.npy         the token embedding table (vocab, hidden)
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .media.audio import CHUNK_SECONDS
 from .typed import build
 
 FORMAT = "r1omni-edge-bundle"
@@ -59,6 +61,7 @@ DECODER_EMBEDS, DECODER_POSITIONS, DECODER_LOGITS = "inputs_embeds", "position_i
 PAST_KEY, PAST_VALUE = "past_key_values.{layer}.key", "past_key_values.{layer}.value"  # optimum's names
 PRESENT_KEY, PRESENT_VALUE = "present.{layer}.key", "present.{layer}.value"
 PAST_SEQUENCE, TOTAL_SEQUENCE, SEQUENCE = "past_sequence", "total_sequence", "sequence"  # symbolic dimensions
+MEL_FRAMES, AUDIO_POSITIONS = "mel_frames", "audio_positions"  # the audio part's time axis, in and out
 
 
 def past_key_name(layer: int) -> str:
@@ -218,8 +221,17 @@ class PreprocessSpec(Section):
     num_frames: int
     image_size: int
     sample_rate: int
-    audio_seconds: int
+    audio_seconds: int  # the default window: 30, the published one
     missing_audio: str = "silence"
+    # [shortest, longest] window in seconds the audio part accepts; None (bundles before it): audio_seconds only
+    audio_window_range: list[int] | None = None
+
+    @property
+    def audio_range(self) -> tuple[int, int]:
+        if self.audio_window_range is None:
+            return self.audio_seconds, self.audio_seconds
+        low, high = self.audio_window_range
+        return low, high
 
 
 @dataclass
@@ -315,6 +327,12 @@ class Manifest:
         if self.preprocess.resize_mode not in RESIZE_MODES:
             problems.append(f"preprocess.resize_mode: {self.preprocess.resize_mode!r} is not one of "
                             f"{', '.join(RESIZE_MODES)}")
+        window = self.preprocess.audio_window_range
+        if window is not None and (len(window) != 2 or not 1 <= window[0] <= self.preprocess.audio_seconds <= window[1]
+                                   or window[1] > CHUNK_SECONDS):
+            problems.append(f"preprocess.audio_window_range: {window} must be [shortest, longest] seconds with 1 <= "
+                            f"shortest <= audio_seconds ({self.preprocess.audio_seconds}) <= longest <= "
+                            f"{CHUNK_SECONDS}")
         for key in ("num_frames", "image_size", "audio_seconds"):
             if getattr(self.preprocess, key) != getattr(self.model, key):
                 problems.append(f"preprocess.{key}: {getattr(self.preprocess, key)} differs from model.{key} "

@@ -56,6 +56,22 @@ LABEL_SET_NAMES = ("mafw", "dfew", "ravdess")
 MAX_NEW_TOKENS_HELP = "stop generating after this many tokens (the reasoning and the answer together)"
 
 
+def audio_window_arg(text: str):
+    from .media.processor import parse_audio_window
+
+    try:
+        return parse_audio_window(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_audio_window(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--audio-window", type=audio_window_arg, default="full", metavar="full|fit|SECONDS",
+                        help="log-mel window of the audio encoder: full (30 s, the published model, default), fit "
+                             "(the audio's own length rounded up to 1, 2, 4, 8, 15 or 30 s: faster, answers may "
+                             "differ) or a number of seconds")
+
+
 def _add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
     group = parser.add_argument_group("checkpoint and towers")
     group.add_argument("--model", required=required, metavar="DIR", help="R1-Omni / HumanOmni checkpoint directory")
@@ -88,6 +104,7 @@ def _add_live_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jsonl", metavar="FILE", help="append every event to this JSONL file")
     parser.add_argument("--max-new-tokens", type=POSITIVE_INT, default=256, help=MAX_NEW_TOKENS_HELP)
     parser.add_argument("--quiet", action="store_true", help="no terminal view")
+    _add_audio_window(parser)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -116,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     torch_only.add_argument("--labels", choices=LABEL_SET_NAMES, help="label set the answer is mapped to (default mafw)")
     predict.add_argument("--max-new-tokens", type=POSITIVE_INT, default=2048, help=MAX_NEW_TOKENS_HELP)
     predict.add_argument("--video-only", action="store_true", help="a prompt without <audio>: the audio path is skipped")
+    _add_audio_window(predict)
     predict.add_argument("--json", action="store_true", help="print one JSON object")
     predict.set_defaults(func=cmd_predict)
 
@@ -213,6 +231,7 @@ def _parser() -> argparse.ArgumentParser:
                           help="label set (default mafw; a bundle's is fixed at export)")
     evaluate.add_argument("--max-new-tokens", type=POSITIVE_INT, default=512, help=MAX_NEW_TOKENS_HELP)
     evaluate.add_argument("--synonyms", action="store_true", help="score synonyms as their label (default: exact)")
+    _add_audio_window(evaluate)
     evaluate.add_argument("--resize", choices=("stretch", "pad"), help="with --model: default stretch")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=cmd_eval)
@@ -242,14 +261,18 @@ def _print_result(result, as_json: bool) -> None:
 def _open_bundle(args: argparse.Namespace):
     from .pipeline import open_recognizer
 
-    return open_recognizer(args.bundle, expect="bundle", backend=args.backend, threads=args.threads)
+    recognizer = open_recognizer(args.bundle, expect="bundle", backend=args.backend, threads=args.threads)
+    recognizer.audio_window = getattr(args, "audio_window", "full")
+    return recognizer
 
 
 def _open_checkpoint(args: argparse.Namespace, **options):
     from .pipeline import open_recognizer
 
-    return open_recognizer(args.model, expect="checkpoint", models_dir=args.models_dir, siglip=args.siglip,
-                           whisper=args.whisper, bert=args.bert, allow_pickle=args.allow_pickle, **options)
+    recognizer = open_recognizer(args.model, expect="checkpoint", models_dir=args.models_dir, siglip=args.siglip,
+                                 whisper=args.whisper, bert=args.bert, allow_pickle=args.allow_pickle, **options)
+    recognizer.audio_window = getattr(args, "audio_window", "full")
+    return recognizer
 
 
 def _refuse(given: list[str], why: str) -> None:

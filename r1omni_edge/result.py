@@ -17,6 +17,7 @@ class Result:
     timings_ms: dict[str, float] = field(default_factory=dict)
     probabilities: dict[str, float] | None = None  # label probabilities, where the backend computes them
     notes: list[str] = field(default_factory=list)  # what the user should know about the input (a still image...)
+    audio_window: int | None = None  # seconds of log-mel the audio part ran (30: the published); None without audio
 
     def to_dict(self) -> dict:
         return asdict(self)

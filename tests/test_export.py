@@ -209,6 +209,8 @@ def test_tensorrt_profiles_cover_prefill_and_decode(bundles):
             assert all(a <= b <= c for a, b, c in zip(low, opt, high))
     (vision,) = part_profiles(manifest, "vision")
     assert vision["pixel_values"][0] == (8, 3, 224, 224)
+    (audio,) = part_profiles(manifest, "audio")  # every window from 1 s to 30 s, tuned for the published 30 s
+    assert audio["input_features"] == ((1, 128, 100), (1, 128, 3000), (1, 128, 3000))
     assert build_flags("fp16", False, False)["strongly_typed"] and build_flags("fp32", True, False)["fp16"]
 
 

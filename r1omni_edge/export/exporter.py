@@ -15,11 +15,11 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..bundle import (AUDIO_INPUT, AUDIO_OUTPUT, DECODER_EMBEDS, DECODER_LOGITS, DECODER_POSITIONS,
-                      EMBEDDINGS_FILE, FUSED, MANIFEST, PART_FILES, PAST_SEQUENCE, PRECISION_TABLE, PRECISIONS,
-                      SEQUENCE, TOKENIZER_DIR, TOKENIZER_FILES, TOTAL_SEQUENCE, VISION_INPUT, VISION_OUTPUT,
-                      BundleError, GenerationSpec, Manifest, ModelSpec, PartSpec, PreprocessSpec, PromptSpec,
-                      TensorSpec, TokenSpec, describe_files, past_names, present_names, read_manifest,
+from ..bundle import (AUDIO_INPUT, AUDIO_OUTPUT, AUDIO_POSITIONS, DECODER_EMBEDS, DECODER_LOGITS, DECODER_POSITIONS,
+                      EMBEDDINGS_FILE, FUSED, MANIFEST, MEL_FRAMES, PART_FILES, PAST_SEQUENCE, PRECISION_TABLE,
+                      PRECISIONS, SEQUENCE, TOKENIZER_DIR, TOKENIZER_FILES, TOTAL_SEQUENCE, VISION_INPUT,
+                      VISION_OUTPUT, BundleError, GenerationSpec, Manifest, ModelSpec, PartSpec, PreprocessSpec,
+                      PromptSpec, TensorSpec, TokenSpec, describe_files, past_names, present_names, read_manifest,
                       write_manifest)
 from ..config import MEL_FRAMES_PER_SECOND, audio_tokens, visual_tokens
 from ..errors import InputError
@@ -118,20 +118,28 @@ def export_bundle(recognizer: TorchRecognizer, out: str | Path, options: ExportO
         audio = audio_tokens(options.audio_seconds)
         layers, kv_heads, head_dim = config.num_hidden_layers, config.num_key_value_heads, config.head_dim
 
-        def encoder(part: str, module, example: torch.Tensor, tower, what: str) -> None:
+        # The published 30 s window exports a time axis from 1 s up to 30 s (the Whisper positions are cut to the
+        # input inside the graph), so one bundle serves --audio-window full, fit and shorter windows; a shorter
+        # --audio-seconds fixes the part to that window.
+        dynamic_audio = options.audio_seconds == CHUNK_SECONDS
+        window_range = [1, CHUNK_SECONDS] if dynamic_audio else [options.audio_seconds, options.audio_seconds]
+
+        def encoder(part: str, module, example: torch.Tensor, tower, what: str,
+                    dynamic: dict[str, dict[int, str]] | None = None) -> None:
             nonlocal files
             fused = plan.parts[part].attention == FUSED
             start = report(f"{PART_FILES[part]} ({what})")
             with fused_encoder_attention(*((tower,) if fused else ())):
                 files += export_module(module.eval(), (example,), staging / PART_FILES[part],
-                                       [ENCODER_IO[part][0]], [ENCODER_IO[part][1]], {},
+                                       [ENCODER_IO[part][0]], [ENCODER_IO[part][1]], dynamic or {},
                                        FUSED_ATTENTION_OPSET if fused else None)
             log.info("%s exported in %.1f s", part, time.perf_counter() - start)
 
         encoder("vision", VisionPart(model, gate), torch.zeros(frames, 3, IMAGE_SIZE, IMAGE_SIZE), model.vision_tower,
                 "SigLIP to layer -2, projector, gate folded in")
         encoder("audio", AudioPart(model), torch.zeros(1, N_MELS, mel_frames), model.audio_tower,
-                f"Whisper encoder on {options.audio_seconds} s, pool, projector")
+                f"Whisper encoder on {'1 to ' if dynamic_audio else ''}{options.audio_seconds} s, pool, projector",
+                {AUDIO_INPUT: {2: MEL_FRAMES}, AUDIO_OUTPUT: {0: AUDIO_POSITIONS}} if dynamic_audio else None)
 
         start = report(f"{PART_FILES['decoder']} (Qwen2, {layers} layers, KV cache in and out)")
         pasts, presents = past_names(layers), present_names(layers)
@@ -170,8 +178,9 @@ def export_bundle(recognizer: TorchRecognizer, out: str | Path, options: ExportO
         parts = {
             "vision": spec("vision", [TensorSpec(VISION_INPUT, [frames, 3, IMAGE_SIZE, IMAGE_SIZE], "float32")],
                            [TensorSpec(VISION_OUTPUT, [visual, hidden], "float32")]),
-            "audio": spec("audio", [TensorSpec(AUDIO_INPUT, [1, N_MELS, mel_frames], "float32")],
-                          [TensorSpec(AUDIO_OUTPUT, [audio, hidden], "float32")]),
+            "audio": spec("audio", [TensorSpec(AUDIO_INPUT, [1, N_MELS, MEL_FRAMES if dynamic_audio else mel_frames],
+                                               "float32")],
+                          [TensorSpec(AUDIO_OUTPUT, [AUDIO_POSITIONS if dynamic_audio else audio, hidden], "float32")]),
             "decoder": spec("decoder",
                             [TensorSpec(DECODER_EMBEDS, [1, SEQUENCE, hidden], "float32"),
                              TensorSpec(DECODER_POSITIONS, [1, SEQUENCE], "int64"),
@@ -202,7 +211,7 @@ def export_bundle(recognizer: TorchRecognizer, out: str | Path, options: ExportO
             generation=GenerationSpec(max_new_tokens=options.max_new_tokens, greedy=True),
             preprocess=PreprocessSpec(resize_mode=options.resize_mode, num_frames=frames, image_size=IMAGE_SIZE,
                                       sample_rate=SAMPLE_RATE, audio_seconds=options.audio_seconds,
-                                      missing_audio="silence"),
+                                      missing_audio="silence", audio_window_range=window_range),
             tools=_versions(),
         )
         write_manifest(staging, manifest)

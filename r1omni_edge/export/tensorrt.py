@@ -13,6 +13,7 @@ from typing import Any
 
 from ..bundle import (PARTS, PRECISION_TABLE, TIMING_CACHE_FILE, EnginePartSpec, EnginesSpec, Manifest, describe_files,
                       engine_file, load_bundle, write_manifest)
+from ..config import MEL_FRAMES_PER_SECOND
 from ..errors import InputError
 from ..tensorrt_support import import_tensorrt
 
@@ -31,10 +32,15 @@ def part_profiles(manifest: Manifest, part: str, max_positions: int = MAX_POSITI
     single-token decode (one position over 0..max_positions - 1 cached ones).
     """
     model = manifest.model
-    if part in ("vision", "audio"):
+    if part == "vision":
         spec = manifest.parts[part].inputs[0]
         shape = tuple(int(d) for d in spec.shape)
         return [{spec.name: (shape, shape, shape)}]
+    if part == "audio":  # the windows the part accepts, tuned for the default one
+        spec = manifest.parts[part].inputs[0]
+        low, high = manifest.preprocess.audio_range
+        frames = [seconds * MEL_FRAMES_PER_SECOND for seconds in (low, manifest.preprocess.audio_seconds, high)]
+        return [{spec.name: tuple((1, model.n_mels, f) for f in frames)}]  # type: ignore[dict-item]
     if part != "decoder":
         raise ValueError(f"unknown part {part!r}")
     hidden, kv, head = model.hidden_size, model.num_kv_heads, model.head_dim

@@ -28,8 +28,8 @@ class TensorProcessor(Processor):
     def pixels(self, frames) -> torch.Tensor:
         return frames_to_pixels_tensor(frames, self.device, self.resize_mode, self.num_frames, self.image_size)
 
-    def features(self, waveform: np.ndarray) -> torch.Tensor:
-        return log_mel_tensor(waveform, self.device, self.n_mels, self.audio_seconds)[None]
+    def features(self, waveform: np.ndarray, seconds: int | None = None) -> torch.Tensor:
+        return log_mel_tensor(waveform, self.device, self.n_mels, seconds or self.audio_seconds)[None]
 
 
 class AcceleratedEngine(TorchEngine):
@@ -41,7 +41,8 @@ class AcceleratedEngine(TorchEngine):
         if self.model.device.type == "cuda":  # on a CPU the numpy processor is the reference, and no slower
             self.processor = TensorProcessor(self.model.device, num_frames=info.num_frames,
                                              image_size=info.image_size, resize_mode=info.resize_mode,
-                                             audio_seconds=info.audio_seconds, n_mels=info.n_mels)
+                                             audio_seconds=info.audio_seconds, n_mels=info.n_mels,
+                                             audio_range=info.audio_range)
         self.compile = compile  # torch.compile the decode step before its CUDA graph is captured (a minute, once)
         self._decoder: StaticDecoder | None = None  # reused, so its CUDA graph is captured once
         self._label_forwards: dict[tuple[int, ...], LabelForward] = {}
@@ -58,14 +59,17 @@ class AcceleratedEngine(TorchEngine):
                                             decoder=self._decoder)
         return generation.token_ids, generation.prefill_ms, generation.decode_ms
 
-    def label_forward(self, ids: list[int], sequences: dict[str, list[int]]) -> LabelForward:
-        """Label mode's single forward for this prompt (a CUDA graph on GPUs, captured at its first clip)."""
-        key = tuple(ids)
+    def label_forward(self, ids: list[int], sequences: dict[str, list[int]],
+                      audio_seconds: int | None = None) -> LabelForward:
+        """Label mode's single forward for this prompt and audio window (a CUDA graph on GPUs, captured at its
+        first clip)."""
+        key = (tuple(ids), audio_seconds)
         if key not in self._label_forwards:
             self._label_forwards[key] = LabelForward(self.model, ids, sequences, self.gate(),
-                                                     prompt_length(ids, self.info))
+                                                     prompt_length(ids, self.info, audio_seconds))
         return self._label_forwards[key]
 
-    def label_logits(self, pixel_values, input_features, ids: list[int], sequences: dict[str, list[int]]):
+    def label_logits(self, pixel_values, input_features, ids: list[int], sequences: dict[str, list[int]],
+                     audio_seconds: int | None = None):
         features = torch.as_tensor(input_features)[0] if input_features is not None else None
-        return self.label_forward(ids, sequences)(torch.as_tensor(pixel_values), features)
+        return self.label_forward(ids, sequences, audio_seconds)(torch.as_tensor(pixel_values), features)

@@ -28,6 +28,7 @@ class EngineInfo:
     max_new_tokens: int
     visual_tokens: int  # what the vision part makes of num_frames frames (config.visual_tokens)
     audio_tokens: int  # what the audio part makes of audio_seconds (config.audio_tokens)
+    audio_range: tuple[int, int] = (1, 30)  # the shortest and longest window (seconds) the audio part accepts
 
 
 class Text(Protocol):
@@ -81,5 +82,7 @@ class FusedLabels(Protocol):
     """An engine that gives label mode's logits in one forward (tree attention over the labels' shared prefixes)."""
 
     def label_logits(self, pixel_values: Any, input_features: Any | None, ids: list[int],
-                     sequences: dict[str, list[int]]) -> tuple[np.ndarray, dict[tuple[int, ...], np.ndarray]]:
-        """-> (logits after ``<answer>``, {shared label prefix: logits after it})."""
+                     sequences: dict[str, list[int]], audio_seconds: int | None = None
+                     ) -> tuple[np.ndarray, dict[tuple[int, ...], np.ndarray]]:
+        """-> (logits after ``<answer>``, {shared label prefix: logits after it}); ``audio_seconds``: the log-mel
+        window of ``input_features``."""

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..config import audio_tokens
 from ..label_choice import choose_label, label_sequences
 from ..labels import normalize_label
 from ..media import SAMPLE_RATE
@@ -31,10 +32,11 @@ MODES = ("full", "label")
 Stage = Callable[[ModelInputs], ModelInputs]
 
 
-def prompt_length(ids: list[int], info: EngineInfo) -> int:
-    """Positions the prompt takes once its placeholders are media vectors."""
+def prompt_length(ids: list[int], info: EngineInfo, audio_seconds: int | None = None) -> int:
+    """Positions the prompt takes once its placeholders are media vectors (audio: of an ``audio_seconds`` window,
+    by default the engine's own)."""
     media = {VIDEO_TOKEN_INDEX: info.visual_tokens, IMAGE_TOKEN_INDEX: info.visual_tokens,
-             AUDIO_TOKEN_INDEX: info.audio_tokens}
+             AUDIO_TOKEN_INDEX: audio_tokens(audio_seconds) if audio_seconds else info.audio_tokens}
     return sum(media[t] if t < 0 else 1 for t in ids)
 
 
@@ -66,7 +68,8 @@ class Recognizer:
         self.constrain = constrain
         info = self.info
         self.processor = processor or getattr(engine, "processor", None) or Processor(
-            info.num_frames, info.image_size, info.resize_mode, info.audio_seconds, info.n_mels)
+            info.num_frames, info.image_size, info.resize_mode, info.audio_seconds, info.n_mels,
+            audio_range=info.audio_range)
         self.stages: list[Stage] = []
         encode = engine.text.encode_text
         self.labels = tuple(info.labels)
@@ -77,6 +80,16 @@ class Recognizer:
         for use_audio in (True, False):
             self._prefix_cache(self._prefix_ids(engine.prompt_ids(use_audio)))
         self.load_ms = {"prefix_kv": round((time.perf_counter() - start) * 1e3, 3)}
+
+    @property
+    def audio_window(self) -> str | int:
+        """The audio-window policy: ``full`` (the published 30 s), ``fit`` (the audio's length, bucketed) or
+        seconds; checked against what the engine's audio part accepts when set."""
+        return self.processor.audio_window
+
+    @audio_window.setter
+    def audio_window(self, policy: str | int) -> None:
+        self.processor.set_audio_window(policy)
 
     @property
     def backend_name(self) -> str:
@@ -156,7 +169,8 @@ class Recognizer:
                 audio_embeds = engine.audio(inputs.input_features)
                 lap("audio")
             generated = self._generate(ids, video, audio_embeds, mode, constrain, lap,
-                                       max_new_tokens or self.info.max_new_tokens, max_think_tokens)
+                                       max_new_tokens or self.info.max_new_tokens, max_think_tokens,
+                                       inputs.audio_seconds)
             timings["prefill"] = round(generated.prefill_ms, 3)
             timings["decode"] = round(generated.decode_ms, 3)
             timings["decode_per_token"] = round(generated.decode_ms / max(generated.generated_tokens, 1), 3)
@@ -166,17 +180,18 @@ class Recognizer:
         label = generated.label if generated.label is not None else normalize_label(parsed.answer, self.labels)
         return Result(label=label, answer=parsed.answer, reasoning=parsed.reasoning, text=generated.text,
                       token_ids=generated.token_ids, audio=inputs.audio, timings_ms=timings,
-                      probabilities=generated.probabilities, notes=list(inputs.notes))
+                      probabilities=generated.probabilities, notes=list(inputs.notes),
+                      audio_window=inputs.audio_seconds)
 
     def _generate(self, ids: list[int], video: Any, audio: Any | None, mode: str, constrain: bool, lap,
-                  max_new_tokens: int, max_think_tokens: int | None) -> Generated:
+                  max_new_tokens: int, max_think_tokens: int | None, audio_seconds: int | None = None) -> Generated:
         engine = self.engine
         if mode == "full" and not constrain and isinstance(engine, FusedGreedy):  # the whole prompt, on the device
             embeds = splice(engine, ids, video, audio)
             lap("embed")
             token_ids, prefill_ms, decode_ms = engine.greedy(embeds, max_new_tokens, self.vocab.stop_ids)
             return Generated(token_ids, self.vocab.decode(token_ids), prefill_ms, decode_ms,
-                             prompt_length(ids, self.info), len(token_ids))
+                             prompt_length(ids, self.info, audio_seconds), len(token_ids))
         prefix = self._prefix_ids(ids)
         sequence = splice(engine, ids[len(prefix):], video, audio)
         lap("embed")
@@ -185,7 +200,8 @@ class Recognizer:
                         label_only=mode == "label")
 
     def _fused_label(self, inputs: ModelInputs, ids: list[int], lap) -> Generated:
-        root, nodes = self.engine.label_logits(inputs.pixel_values, inputs.input_features, ids, self.label_sequences)
+        root, nodes = self.engine.label_logits(inputs.pixel_values, inputs.input_features, ids, self.label_sequences,
+                                               inputs.audio_seconds)
         lap("forward")  # encoders + prefill with the label trie in one forward
 
         def step(tokens: list[int], path: tuple[int, ...], position: int):  # the trie's logits, already computed
@@ -196,7 +212,8 @@ class Recognizer:
         lap("label")
         encode = self.vocab.encode
         return Generated(token_ids=encode(choice.label) + encode("</answer>"), text=f"{choice.label}</answer>",
-                         prefill_ms=0.0, decode_ms=0.0, prompt_length=prompt_length(ids, self.info),
+                         prefill_ms=0.0, decode_ms=0.0,
+                         prompt_length=prompt_length(ids, self.info, inputs.audio_seconds),
                          generated_tokens=0, label=choice.label, probabilities=choice.probabilities)
 
     def recognize_file(self, path: str | Path, use_audio: bool = True, **kwargs) -> Result:

@@ -59,7 +59,7 @@ class BundleEngine:
                                n_mels=model.n_mels, labels=tuple(manifest.labels),
                                stop_ids=frozenset(manifest.tokens.stop_ids),
                                max_new_tokens=manifest.generation.max_new_tokens, visual_tokens=model.visual_tokens,
-                               audio_tokens=model.audio_tokens)
+                               audio_tokens=model.audio_tokens, audio_range=preprocess.audio_range)
         (self.vision_input,), (self.vision_output,) = (manifest.parts["vision"].input_names,
                                                        manifest.parts["vision"].output_names)
         (self.audio_input,), (self.audio_output,) = (manifest.parts["audio"].input_names,

@@ -105,7 +105,8 @@ class TerminalView:
             line = (f"{at} {event.get('label') or '?':12s}{share}  total {latency['total']:.0f} ms "
                     f"(vision {latency.get('vision', 0):.0f}, audio {latency.get('audio', 0):.0f}, "
                     f"prefill {latency.get('prefill', 0):.0f}, decode {latency.get('decode', 0):.0f})  "
-                    f"dropped {event['dropped_windows']}  audio {event['audio']}")
+                    f"dropped {event['dropped_windows']}  audio {event['audio']}"
+                    + (f" ({event['audio_window']} s window)" if event.get("audio_window") else ""))
             reasoning = (event.get("reasoning") or "").replace("\n", " ")
             if reasoning:
                 line += f"\n{' ' * len(at)} {reasoning[:160]}"
@@ -212,7 +213,8 @@ class LiveSession:
             self.results += 1
             self.emit({"type": "result", "time": self.elapsed(), "window": self._window(start, end),
                        "label": result.label, "probabilities": result.probabilities, "reasoning": result.reasoning,
-                       "answer": result.answer, "audio": result.audio, "frames": len(frames),
+                       "answer": result.answer, "audio": result.audio, "audio_window": result.audio_window,
+                       "frames": len(frames),
                        "latency_ms": latency, "generated_tokens": result.timings_ms.get("generated_tokens"),
                        "dropped_windows": self.dropped})
         except Exception as exc:  # a failed window is reported; the session goes on

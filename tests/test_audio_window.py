@@ -1,0 +1,93 @@
+"""The audio window: one bundle's audio part takes any window from 1 s to 30 s and equals the PyTorch encoder on it;
+the policy (full, fit, seconds) is checked against what the part accepts, and the Result says which window ran."""
+
+import numpy as np
+import pytest
+import torch
+
+from r1omni_edge.cli import main
+from r1omni_edge.errors import InputError
+from r1omni_edge.media.processor import FIT_BUCKETS, FIT_SLACK_SECONDS, Processor, fit_seconds, parse_audio_window
+
+
+@pytest.mark.parametrize("seconds", [1, 4, 15, 30])
+def test_dynamic_audio_part_equals_the_pytorch_encoder(bundles, recognizer, seconds):
+    import onnxruntime as ort
+
+    manifest, path = bundles["fp32"]
+    assert manifest.preprocess.audio_range == (1, 30)
+    part = manifest.parts["audio"]
+    assert part.inputs[0].shape == [1, 128, "mel_frames"] and part.outputs[0].shape[0] == "audio_positions"
+    session = ort.InferenceSession(str(path / part.file), providers=["CPUExecutionProvider"])
+    mel = np.random.default_rng(seconds).uniform(-1, 1, (1, 128, 100 * seconds)).astype(np.float32)
+    (got,) = session.run(None, {part.inputs[0].name: mel})
+    with torch.no_grad():
+        expected = recognizer.model.encode_audio(torch.from_numpy(mel[0])).numpy()
+    assert got.shape == expected.shape == (seconds * 100 // 6, manifest.model.hidden_size)
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_policy_values():
+    assert parse_audio_window("full") == "full" and parse_audio_window("fit") == "fit"
+    assert parse_audio_window("4") == 4 and parse_audio_window(30) == 30
+    for bad in ("0", "31", "4.5", "four", "", "-2"):
+        with pytest.raises(InputError, match="full, fit or a whole number of seconds from 1 to 30"):
+            parse_audio_window(bad)
+
+
+@pytest.mark.parametrize("seconds", [0.3, 1.0, 1.05, 1.2, 2.5, 4.0, 4.02, 7.9, 12.0, 29.0, 45.0])
+def test_fit_never_pads_past_its_bucket(seconds):
+    samples = int(seconds * 16000)
+    bucket = fit_seconds(samples)
+    assert bucket in FIT_BUCKETS
+    smaller = [b for b in FIT_BUCKETS if b < bucket]
+    slack = FIT_SLACK_SECONDS * 16000  # a codec's few extra ms are cut rather than doubling the window
+    assert bucket * 16000 >= samples - slack or bucket == 30  # holds the audio (past 30 s is cut, as published)
+    assert not smaller or smaller[-1] * 16000 < samples - slack  # and no smaller bucket would
+    processor = Processor(audio_window="fit")
+    inputs = processor(np.zeros((2, 32, 32, 3), np.uint8), np.full(samples, 0.1, np.float32))
+    assert inputs.input_features.shape == (1, 128, bucket * 100) and inputs.audio_seconds == bucket
+
+
+def test_full_is_the_published_window_and_seconds_are_exact():
+    frames, audio = np.zeros((2, 32, 32, 3), np.uint8), np.zeros(16000 * 3, np.float32)
+    assert Processor()(frames, audio).input_features.shape == (1, 128, 3000)
+    assert Processor(audio_window=8)(frames, audio).input_features.shape == (1, 128, 800)
+    assert Processor(audio_window="fit")(frames, audio, use_audio=False).audio_seconds is None
+
+
+def test_runtime_and_pytorch_agree_on_a_fitted_window(bundles, recognizer, clips):
+    from r1omni_edge.runtime import Recognizer
+
+    runtime = Recognizer.from_bundle(bundles["fp32"][1], backend="cpu")
+    runtime.audio_window = recognizer.audio_window = "fit"
+    try:
+        expected = recognizer.recognize_file(clips["av"], max_new_tokens=16)
+        got = runtime.recognize_file(clips["av"], max_new_tokens=16, constrain=False)
+        fitted = runtime.recognize_file(clips["av"], mode="label")
+    finally:
+        recognizer.audio_window = "full"
+    assert expected.audio_window == got.audio_window == fitted.audio_window == 2  # a 2 s clip
+    assert got.token_ids == expected.token_ids
+    assert got.timings_ms["prompt_tokens"] == expected.timings_ms["prompt_tokens"]
+    runtime.audio_window = "full"
+    full = runtime.recognize_file(clips["av"], mode="label")
+    assert full.audio_window == 30 and full.timings_ms["prompt_tokens"] - fitted.timings_ms["prompt_tokens"] == 500 - 33
+
+
+def test_a_bundle_with_a_fixed_window_refuses_other_windows(recognizer, tmp_path):
+    from r1omni_edge.export.exporter import ExportOptions, export_bundle
+    from r1omni_edge.runtime import Recognizer
+
+    manifest = export_bundle(recognizer, tmp_path / "a4", ExportOptions(audio_seconds=4))
+    assert manifest.preprocess.audio_range == (4, 4) and manifest.parts["audio"].inputs[0].shape == [1, 128, 400]
+    runtime = Recognizer.from_bundle(tmp_path / "a4", backend="cpu")
+    runtime.audio_window = 4  # its own window is fine, and so is "full" (which means it)
+    for policy in ("fit", 8):
+        with pytest.raises(InputError, match="takes only 4 s windows"):
+            runtime.audio_window = policy
+
+
+def test_cli_checks_the_window_at_parse_time(capsys):
+    code = main(["predict", "clip.mp4", "--bundle", "B", "--audio-window", "45"])
+    assert code == 2 and "--audio-window" in capsys.readouterr().err
