@@ -65,11 +65,15 @@ def audio_window_arg(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _add_audio_window(parser: argparse.ArgumentParser) -> None:
+def _add_audio_front_end(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio-window", type=audio_window_arg, default="full", metavar="full|fit|SECONDS",
                         help="log-mel window of the audio encoder: full (30 s, the published model, default), fit "
                              "(the audio's own length rounded up to 1, 2, 4, 8, 15 or 30 s: faster, answers may "
                              "differ) or a number of seconds")
+    parser.add_argument("--audio-gate", choices=("off", "energy", "vad"), default="off",
+                        help="skip the audio encoder for a silent window (its output for silence is reused): "
+                             "energy (RMS below -50 dBFS) or vad (silero-vad: no speech; may drop laughter, crying, "
+                             "music); default off, the published path")
 
 
 def _add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -104,7 +108,7 @@ def _add_live_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jsonl", metavar="FILE", help="append every event to this JSONL file")
     parser.add_argument("--max-new-tokens", type=POSITIVE_INT, default=256, help=MAX_NEW_TOKENS_HELP)
     parser.add_argument("--quiet", action="store_true", help="no terminal view")
-    _add_audio_window(parser)
+    _add_audio_front_end(parser)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -133,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     torch_only.add_argument("--labels", choices=LABEL_SET_NAMES, help="label set the answer is mapped to (default mafw)")
     predict.add_argument("--max-new-tokens", type=POSITIVE_INT, default=2048, help=MAX_NEW_TOKENS_HELP)
     predict.add_argument("--video-only", action="store_true", help="a prompt without <audio>: the audio path is skipped")
-    _add_audio_window(predict)
+    _add_audio_front_end(predict)
     predict.add_argument("--json", action="store_true", help="print one JSON object")
     predict.set_defaults(func=cmd_predict)
 
@@ -231,7 +235,7 @@ def _parser() -> argparse.ArgumentParser:
                           help="label set (default mafw; a bundle's is fixed at export)")
     evaluate.add_argument("--max-new-tokens", type=POSITIVE_INT, default=512, help=MAX_NEW_TOKENS_HELP)
     evaluate.add_argument("--synonyms", action="store_true", help="score synonyms as their label (default: exact)")
-    _add_audio_window(evaluate)
+    _add_audio_front_end(evaluate)
     evaluate.add_argument("--resize", choices=("stretch", "pad"), help="with --model: default stretch")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=cmd_eval)
@@ -258,11 +262,16 @@ def _print_result(result, as_json: bool) -> None:
     print(f"timings (ms): {stages}")
 
 
+def _audio_front_end(recognizer, args: argparse.Namespace) -> None:
+    recognizer.audio_window = getattr(args, "audio_window", "full")
+    recognizer.audio_gate = getattr(args, "audio_gate", "off")
+
+
 def _open_bundle(args: argparse.Namespace):
     from .pipeline import open_recognizer
 
     recognizer = open_recognizer(args.bundle, expect="bundle", backend=args.backend, threads=args.threads)
-    recognizer.audio_window = getattr(args, "audio_window", "full")
+    _audio_front_end(recognizer, args)
     return recognizer
 
 
@@ -271,7 +280,7 @@ def _open_checkpoint(args: argparse.Namespace, **options):
 
     recognizer = open_recognizer(args.model, expect="checkpoint", models_dir=args.models_dir, siglip=args.siglip,
                                  whisper=args.whisper, bert=args.bert, allow_pickle=args.allow_pickle, **options)
-    recognizer.audio_window = getattr(args, "audio_window", "full")
+    _audio_front_end(recognizer, args)
     return recognizer
 
 

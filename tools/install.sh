@@ -12,6 +12,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ tools/install.sh -n
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
   # TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu takes the CPU builds of the same pair (no CUDA wheels)
   .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
-  .venv/bin/python -m pip install -q -e ".[torch,export,runtime,live,dev]"
+  .venv/bin/python -m pip install -q -e ".[torch,export,runtime,live,vad,dev]"
   touch "$stamp"
 fi

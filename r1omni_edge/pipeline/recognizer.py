@@ -21,6 +21,7 @@ from ..config import audio_tokens
 from ..label_choice import choose_label, label_sequences
 from ..labels import normalize_label
 from ..media import SAMPLE_RATE
+from ..media.gate import make_gate
 from ..media.processor import ModelInputs, Processor
 from ..prompt import (AUDIO_TOKEN_INDEX, IMAGE_TOKEN_INDEX, LABEL_ONLY_SUFFIX, VIDEO_TOKEN_INDEX, parse_answer,
                       split_at_placeholders)
@@ -76,6 +77,8 @@ class Recognizer:
         self.vocab = Vocabulary(encode, engine.text.decode, set(info.stop_ids), label_sequences(encode, self.labels))
         self.label_suffix_ids = encode(LABEL_ONLY_SUFFIX)
         self._prefix: dict[tuple[int, ...], Any] = {}
+        self._gate = None  # an audio gate (media/gate.py), or None: every window's audio is encoded
+        self._silence: dict[int, Any] = {}  # window seconds -> the audio part's output for silence
         start = time.perf_counter()
         for use_audio in (True, False):
             self._prefix_cache(self._prefix_ids(engine.prompt_ids(use_audio)))
@@ -90,6 +93,22 @@ class Recognizer:
     @audio_window.setter
     def audio_window(self, policy: str | int) -> None:
         self.processor.set_audio_window(policy)
+
+    @property
+    def audio_gate(self) -> str:
+        """``off`` (the published path), ``energy`` or ``vad``: a window the gate calls silent gets the audio part's
+        output for silence of its window length (computed once) instead of running the encoder."""
+        return self._gate.name if self._gate is not None else "off"
+
+    @audio_gate.setter
+    def audio_gate(self, name: str) -> None:
+        self._gate = make_gate(name)
+
+    def silence_embeds(self, seconds: int) -> Any:
+        """What the audio part makes of a silent ``seconds`` window: exactly what it computes for a silent track."""
+        if seconds not in self._silence:
+            self._silence[seconds] = self.engine.audio(self.processor.features(np.zeros(0, np.float32), seconds))
+        return self._silence[seconds]
 
     @property
     def backend_name(self) -> str:
@@ -159,6 +178,7 @@ class Recognizer:
         if engine.gate() is not None:  # computed at run time (once per instruction), not folded into the vision part
             lap("gate")
         ids = engine.prompt_ids(use_audio) + (self.label_suffix_ids if mode == "label" else [])
+        gated = False
         if mode == "label" and isinstance(engine, FusedLabels):
             generated = self._fused_label(inputs, ids, lap)
         else:
@@ -166,7 +186,11 @@ class Recognizer:
             lap("vision")
             audio_embeds = None
             if inputs.input_features is not None:
-                audio_embeds = engine.audio(inputs.input_features)
+                if self._gate is not None:
+                    gated = self._gate.is_silent(inputs.waveform)
+                    lap("audio_gate")
+                audio_embeds = (self.silence_embeds(inputs.audio_seconds) if gated
+                                else engine.audio(inputs.input_features))
                 lap("audio")
             generated = self._generate(ids, video, audio_embeds, mode, constrain, lap,
                                        max_new_tokens or self.info.max_new_tokens, max_think_tokens,
@@ -181,7 +205,7 @@ class Recognizer:
         return Result(label=label, answer=parsed.answer, reasoning=parsed.reasoning, text=generated.text,
                       token_ids=generated.token_ids, audio=inputs.audio, timings_ms=timings,
                       probabilities=generated.probabilities, notes=list(inputs.notes),
-                      audio_window=inputs.audio_seconds)
+                      audio_window=inputs.audio_seconds, audio_gated=gated)
 
     def _generate(self, ids: list[int], video: Any, audio: Any | None, mode: str, constrain: bool, lap,
                   max_new_tokens: int, max_think_tokens: int | None, audio_seconds: int | None = None) -> Generated:

@@ -106,7 +106,8 @@ class TerminalView:
                     f"(vision {latency.get('vision', 0):.0f}, audio {latency.get('audio', 0):.0f}, "
                     f"prefill {latency.get('prefill', 0):.0f}, decode {latency.get('decode', 0):.0f})  "
                     f"dropped {event['dropped_windows']}  audio {event['audio']}"
-                    + (f" ({event['audio_window']} s window)" if event.get("audio_window") else ""))
+                    + (f" ({event['audio_window']} s window)" if event.get("audio_window") else "")
+                    + (" gated as silence" if event.get("audio_gated") else ""))
             reasoning = (event.get("reasoning") or "").replace("\n", " ")
             if reasoning:
                 line += f"\n{' ' * len(at)} {reasoning[:160]}"
@@ -214,6 +215,7 @@ class LiveSession:
             self.emit({"type": "result", "time": self.elapsed(), "window": self._window(start, end),
                        "label": result.label, "probabilities": result.probabilities, "reasoning": result.reasoning,
                        "answer": result.answer, "audio": result.audio, "audio_window": result.audio_window,
+                       "audio_gated": result.audio_gated,
                        "frames": len(frames),
                        "latency_ms": latency, "generated_tokens": result.timings_ms.get("generated_tokens"),
                        "dropped_windows": self.dropped})
