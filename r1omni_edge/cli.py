@@ -108,6 +108,9 @@ def _add_live_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jsonl", metavar="FILE", help="append every event to this JSONL file")
     parser.add_argument("--max-new-tokens", type=POSITIVE_INT, default=256, help=MAX_NEW_TOKENS_HELP)
     parser.add_argument("--quiet", action="store_true", help="no terminal view")
+    parser.add_argument("--fast-profile", action="store_true",
+                        help="real time on a CPU: --mode label --audio-window fit --audio-gate energy "
+                             "--max-think-tokens 48, unless given otherwise")
     _add_audio_front_end(parser)
 
 
@@ -188,7 +191,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="fail when the camera or microphone has not opened within this many seconds")
     _add_live_args(live)
     _add_runtime_args(live)
-    live.set_defaults(func=cmd_live)
+    live.set_defaults(func=cmd_live, mode=None, audio_window=None, audio_gate=None)  # None: the profile decides
 
     stream = sub.add_parser("stream", help="the live pipeline on a clip, as if it were a camera and a microphone")
     stream.add_argument("clip", help="a video file, played as a camera and a microphone")
@@ -196,7 +199,7 @@ def _parser() -> argparse.ArgumentParser:
     stream.add_argument("--fast", action="store_true", help="as fast as possible, every window (default: real time)")
     _add_live_args(stream)
     _add_runtime_args(stream)
-    stream.set_defaults(func=cmd_stream)
+    stream.set_defaults(func=cmd_stream, mode=None, audio_window=None, audio_gate=None)  # None: the profile decides
 
     demo = sub.add_parser("demo", help="build a small model, export it and run the live pipeline on a generated clip")
     demo.add_argument("--dir", default="out/demo", help="where the demo model, bundle and clip go (reused)")
@@ -339,7 +342,14 @@ def _notes(recognizer, result) -> None:
 
 
 def _live_config(args: argparse.Namespace):
-    from .runtime.live import LiveConfig
+    from .runtime.live import FAST_PROFILE, LiveConfig
+
+    profile = FAST_PROFILE if args.fast_profile else {}
+    for name, default in (("mode", "full"), ("audio_window", "full"), ("audio_gate", "off")):
+        if getattr(args, name) is None:  # not given: the profile's, else the usual default
+            setattr(args, name, profile.get(name, default))
+    if args.max_think_tokens is None and "max_think_tokens" in profile:
+        args.max_think_tokens = profile["max_think_tokens"]
 
     think = args.max_think_tokens if args.max_think_tokens is not None else LiveConfig.max_think_tokens
     config = LiveConfig(window=args.window, stride=args.stride, mode=args.mode, max_new_tokens=args.max_new_tokens,

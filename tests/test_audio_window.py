@@ -91,3 +91,27 @@ def test_a_bundle_with_a_fixed_window_refuses_other_windows(recognizer, tmp_path
 def test_cli_checks_the_window_at_parse_time(capsys):
     code = main(["predict", "clip.mp4", "--bundle", "B", "--audio-window", "45"])
     assert code == 2 and "--audio-window" in capsys.readouterr().err
+
+
+def test_fast_profile_sets_the_front_end_and_events_say_whether_windows_kept_up(bundles, tmp_path, capsys):
+    import json
+
+    from r1omni_edge.synthetic.clips import write_clip
+
+    clip = write_clip(tmp_path / "six.mp4", seconds=6.0, audio=True)
+    for extra, mode in (([], "label"), (["--mode", "full", "--max-new-tokens", "8"], "full")):
+        jsonl = tmp_path / f"{mode}.jsonl"
+        code = main(["stream", str(clip), "--bundle", str(bundles["fp32"][1]), "--fast", "--fast-profile", "--quiet",
+                     "--jsonl", str(jsonl), *extra])
+        assert code == 0, capsys.readouterr().err
+        events = [json.loads(line) for line in jsonl.read_text().splitlines()]
+        (started,) = [e for e in events if e["type"] == "started"]
+        assert (started["mode"], started["audio_window"], started["audio_gate"]) == (mode, "fit", "energy")
+        results = [e for e in events if e["type"] == "result"]
+        assert len(results) == 2 and all(r["audio_window"] == 4 for r in results)  # 4 s windows at 2 s stride
+        assert all(r["kept_up"] == (r["latency_ms"]["total"] <= 2000) for r in results)
+    code = main(["stream", str(clip), "--bundle", str(bundles["fp32"][1]), "--fast", "--quiet", "--jsonl",
+                 str(tmp_path / "plain.jsonl")])
+    (started,) = [e for e in map(json.loads, (tmp_path / "plain.jsonl").read_text().splitlines())
+                  if e["type"] == "started"]
+    assert code == 0 and (started["mode"], started["audio_window"], started["audio_gate"]) == ("full", "full", "off")

@@ -24,7 +24,7 @@ def rms_dbfs(waveform: np.ndarray) -> float:
     if waveform.size == 0:
         return float("-inf")
     rms = float(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
-    return 20.0 * np.log10(rms) if rms > 0 else float("-inf")
+    return 20.0 * float(np.log10(rms)) if rms > 0 else float("-inf")
 
 
 class EnergyGate:
@@ -34,7 +34,7 @@ class EnergyGate:
         self.threshold_dbfs = threshold_dbfs
 
     def is_silent(self, waveform: np.ndarray) -> bool:
-        return rms_dbfs(waveform) < self.threshold_dbfs
+        return bool(rms_dbfs(waveform) < self.threshold_dbfs)
 
 
 class VadGate:

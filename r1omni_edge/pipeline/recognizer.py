@@ -187,7 +187,7 @@ class Recognizer:
             audio_embeds = None
             if inputs.input_features is not None:
                 if self._gate is not None:
-                    gated = self._gate.is_silent(inputs.waveform)
+                    gated = bool(self._gate.is_silent(inputs.waveform))
                     lap("audio_gate")
                 audio_embeds = (self.silence_embeds(inputs.audio_seconds) if gated
                                 else engine.audio(inputs.input_features))
