@@ -110,6 +110,7 @@ def test_fast_profile_sets_the_front_end_and_events_say_whether_windows_kept_up(
         results = [e for e in events if e["type"] == "result"]
         assert len(results) == 2 and all(r["audio_window"] == 4 for r in results)  # 4 s windows at 2 s stride
         assert all(r["kept_up"] == (r["latency_ms"]["total"] <= 2000) for r in results)
+        assert all(isinstance(r["generated_tokens"], int) and r["dropped_windows"] == 0 for r in results)
     code = main(["stream", str(clip), "--bundle", str(bundles["fp32"][1]), "--fast", "--quiet", "--jsonl",
                  str(tmp_path / "plain.jsonl")])
     (started,) = [e for e in map(json.loads, (tmp_path / "plain.jsonl").read_text().splitlines())

@@ -226,7 +226,8 @@ class LiveSession:
                        "label": result.label, "probabilities": result.probabilities, "reasoning": result.reasoning,
                        "answer": result.answer, "audio": result.audio, "audio_window": result.audio_window,
                        "audio_gated": result.audio_gated, "frames": len(frames), "latency_ms": latency,
-                       "kept_up": latency["total"] <= self.config.stride * 1e3,  # done within one stride "generated_tokens": result.timings_ms.get("generated_tokens"),
+                       "kept_up": latency["total"] <= self.config.stride * 1e3,  # done within one stride
+                       "generated_tokens": result.timings_ms.get("generated_tokens"),
                        "dropped_windows": self.dropped})
         except Exception as exc:  # a failed window is reported; the session goes on
             self.failed += 1
