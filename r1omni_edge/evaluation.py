@@ -5,7 +5,7 @@ Torch-free."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from .labels import confusion_matrix, normalize_label, uar, war
@@ -22,6 +22,7 @@ class Evaluation:
     answered_rate: float  # answers that name a label of the set
     confusion: tuple[list[str], list[list[int]]]
     predictions: list[str | None]
+    token_ids: list[list[int]] = field(default_factory=list)  # what was generated, per sample
 
     def metrics(self) -> dict[str, float]:
         return {"war": self.war, "uar": self.uar, "format": self.format_rate, "answered": self.answered_rate}
@@ -54,7 +55,7 @@ def evaluate_recognizer(recognizer, samples, max_new_tokens: int = 512, exact: b
     """Each sample's clip through ``recognizer.recognize_file`` (its default decoding: plain greedy for a checkpoint,
     the constrained answer for a bundle; ``decoding`` overrides it, e.g. ``constrain=False``). A checkpoint answers
     each row's own instruction; a bundle answers the one it was exported with; rows that ask another are counted."""
-    texts, truths, other = [], [], 0
+    texts, truths, tokens, other = [], [], [], 0
     for index, sample in enumerate(samples):
         instruction = instruction_of(sample.prompt)
         if recognizer.instruction_settable:
@@ -64,10 +65,29 @@ def evaluate_recognizer(recognizer, samples, max_new_tokens: int = 512, exact: b
         result = recognizer.recognize_file(sample.video, use_audio=sample.uses_audio, max_new_tokens=max_new_tokens,
                                            **decoding)
         texts.append(result.text)
+        tokens.append(result.token_ids)
         truths.append(sample.label)
         if progress is not None:
             progress(index + 1, len(samples))
     if other:
         log.warning("%d of %d rows ask another instruction; the bundle answers the one it was exported with",
                     other, len(samples))
-    return score(truths, texts, recognizer.labels, exact)
+    evaluation = score(truths, texts, recognizer.labels, exact)
+    evaluation.token_ids = tokens
+    return evaluation
+
+
+def agreement(policy: Evaluation, published: Evaluation) -> dict[str, float]:
+    """How often a faster policy answered as the published one did on the same samples: the same label, identical
+    tokens, and the share of the published tokens matched before the first difference (mean)."""
+    pairs = list(zip(policy.token_ids, published.token_ids))
+
+    def prefix(a: list[int], b: list[int]) -> float:
+        shared = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        return shared / max(len(b), 1)
+
+    count = max(len(pairs), 1)
+    return {"samples": len(pairs),
+            "label": round(sum(a == b for a, b in zip(policy.predictions, published.predictions)) / count, 4),
+            "identical_tokens": round(sum(a == b for a, b in pairs) / count, 4),
+            "token_prefix": round(sum(prefix(a, b) for a, b in pairs) / count, 4)}

@@ -116,3 +116,27 @@ def test_fast_profile_sets_the_front_end_and_events_say_whether_windows_kept_up(
     (started,) = [e for e in map(json.loads, (tmp_path / "plain.jsonl").read_text().splitlines())
                   if e["type"] == "started"]
     assert code == 0 and (started["mode"], started["audio_window"], started["audio_gate"]) == ("full", "full", "off")
+
+
+def test_eval_measures_a_fast_front_end_against_the_published_one(bundles, tmp_path, capsys):
+    import json
+
+    from r1omni_edge.synthetic.task import write_task
+
+    data = write_task(tmp_path, train=1, held_out=4)["eval"]
+    bundle = str(bundles["fp32"][1])
+    assert main(["eval", "--bundle", bundle, "--data", str(data), "--max-new-tokens", "12", "--free-answer",
+                 "--json"]) == 0
+    published = json.loads(capsys.readouterr().out)
+    assert "agreement_with_published" not in published  # the published front end has nothing to compare with
+    assert main(["eval", "--bundle", bundle, "--data", str(data), "--max-new-tokens", "12", "--free-answer",
+                 "--audio-window", "1", "--json"]) == 0
+    fast = json.loads(capsys.readouterr().out)
+    assert fast["published"] == {k: published[k] for k in ("war", "uar", "format", "answered")}
+    same = fast["agreement_with_published"]
+    assert same["samples"] == 4 and 0 <= same["token_prefix"] <= 1 and fast["audio_window"] == 1
+    assert same["identical_tokens"] <= same["token_prefix"] and 0 <= same["label"] <= 1
+    assert main(["eval", "--bundle", bundle, "--data", str(data), "--max-new-tokens", "12", "--free-answer",
+                 "--audio-window", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "published audio front end" in text and "agreement with the published front end on 4 clips" in text
