@@ -77,17 +77,23 @@ def evaluate_recognizer(recognizer, samples, max_new_tokens: int = 512, exact: b
     return evaluation
 
 
+def matching_prefix(reference: list[int], candidate: list[int]) -> float:
+    """The share of ``reference``'s tokens that ``candidate`` matches before the first difference."""
+    shared = next((i for i, (a, b) in enumerate(zip(reference, candidate)) if a != b), min(len(reference),
+                                                                                            len(candidate)))
+    return shared / max(len(reference), 1)
+
+
+def answer_agreement(labels: list, published_labels: list, tokens: list[list[int]],
+                     published_tokens: list[list[int]]) -> dict[str, float]:
+    """How often a faster policy answered as the published one did on the same inputs: the same label, identical
+    tokens, and the mean share of the published tokens matched before the first difference."""
+    count = max(len(tokens), 1)
+    return {"samples": len(tokens),
+            "label": round(sum(a == b for a, b in zip(labels, published_labels)) / count, 4),
+            "identical_tokens": round(sum(a == b for a, b in zip(tokens, published_tokens)) / count, 4),
+            "token_prefix": round(sum(matching_prefix(b, a) for a, b in zip(tokens, published_tokens)) / count, 4)}
+
+
 def agreement(policy: Evaluation, published: Evaluation) -> dict[str, float]:
-    """How often a faster policy answered as the published one did on the same samples: the same label, identical
-    tokens, and the share of the published tokens matched before the first difference (mean)."""
-    pairs = list(zip(policy.token_ids, published.token_ids))
-
-    def prefix(a: list[int], b: list[int]) -> float:
-        shared = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-        return shared / max(len(b), 1)
-
-    count = max(len(pairs), 1)
-    return {"samples": len(pairs),
-            "label": round(sum(a == b for a, b in zip(policy.predictions, published.predictions)) / count, 4),
-            "identical_tokens": round(sum(a == b for a, b in pairs) / count, 4),
-            "token_prefix": round(sum(prefix(a, b) for a, b in pairs) / count, 4)}
+    return answer_agreement(policy.predictions, published.predictions, policy.token_ids, published.token_ids)

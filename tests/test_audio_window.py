@@ -140,3 +140,14 @@ def test_eval_measures_a_fast_front_end_against_the_published_one(bundles, tmp_p
                  "--audio-window", "1"]) == 0
     text = capsys.readouterr().out
     assert "published audio front end" in text and "agreement with the published front end on 4 clips" in text
+
+
+def test_verify_reports_the_fast_front_ends_against_the_published_one(bundles, recognizer):
+    from r1omni_edge.export.verify import verify_bundle
+
+    report = verify_bundle(recognizer, bundles["fp32"][1], synthetic=3, max_new_tokens=8)
+    assert not report.failures  # the comparison is reported, never a failure
+    measured = {(f.audio_window, f.audio_gate): f.agreement for f in report.front_ends}
+    assert set(measured) == {("fit", "off"), ("fit", "energy"), ("fit", "vad")}
+    assert all(a["samples"] == 3 and 0 <= a["identical_tokens"] <= a["token_prefix"] <= 1 for a in measured.values())
+    assert "faster audio front ends" in report.table() and report.to_dict()["front_ends"][0]["audio_window"] == "fit"
