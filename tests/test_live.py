@@ -222,10 +222,14 @@ def test_stream_fast_recognises_every_window(bundles, long_clip, tmp_path, capsy
 
 
 @pytest.mark.slow
-def test_jsonl_is_complete_after_ctrl_c(bundles, long_clip, tmp_path):
+def test_jsonl_is_complete_after_ctrl_c(bundles, tmp_path):
+    from r1omni_edge.synthetic.clips import write_clip
+
+    # long enough that the stream is still running when Ctrl-C comes, even on a busy machine (a 6 s clip had ended)
+    clip = write_clip(tmp_path / "minute.mp4", seconds=60.0, fps=5, size=(64, 48), audio=True)
     jsonl = tmp_path / "live.jsonl"
     process = subprocess.Popen(
-        [sys.executable, "-m", "r1omni_edge.cli", "stream", str(long_clip), "--bundle", str(bundles["fp32"][1]),
+        [sys.executable, "-m", "r1omni_edge.cli", "stream", str(clip), "--bundle", str(bundles["fp32"][1]),
          "--window", "1", "--stride", "0.5", "--max-new-tokens", "8", "--jsonl", str(jsonl), "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     deadline = time.time() + 60

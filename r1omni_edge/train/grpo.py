@@ -152,8 +152,7 @@ def grpo_step(policy, module, reference, prompts, config: GRPOConfig, step: int,
 def reference_logprobs(policy, reference, groups, config: GRPOConfig) -> list[torch.Tensor]:
     """The frozen reference's log-probs: a policy around a copy of the starting model, or the base with LoRA adapters
     disabled."""
-    options = {"groups": groups, "temperature": config.temperature, "shared_prefix": config.shared_prefix,
-               "blank": config.blank_inputs}
+    options = {"groups": groups, "temperature": config.temperature, "shared_prefix": config.shared_prefix}
     if reference is None:  # LoRA: the base model is the reference
         with policy.model.llm.disable_adapter():
             return policy("logprobs", **options)
