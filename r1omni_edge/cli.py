@@ -206,6 +206,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--precision", default="fp32", choices=[p for p in PRECISIONS if p != "fp16"],
                       help="fp16 is left out: it is for GPUs, and the demo runs on the CPU")
     demo.add_argument("--fast", action="store_true", help="process the clip as fast as possible")
+    _add_audio_front_end(demo)
     demo.set_defaults(func=cmd_demo)
 
     toy = sub.add_parser("toy-data", help="write the synthetic training task, a fresh tiny model and configs for it")
@@ -409,7 +410,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(args.dir, precision=args.precision, realtime=not args.fast)
+    return run_demo(args.dir, precision=args.precision, realtime=not args.fast, audio_window=args.audio_window,
+                    audio_gate=args.audio_gate)
 
 
 def cmd_toy_data(args: argparse.Namespace) -> int:

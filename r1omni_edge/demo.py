@@ -65,7 +65,8 @@ def scored(results: list[dict], timeline: list[tuple[str, float, float]]) -> tup
     return right, inside
 
 
-def run_demo(directory: str | Path = "out/demo", precision: str = "fp32", realtime: bool = True) -> int:
+def run_demo(directory: str | Path = "out/demo", precision: str = "fp32", realtime: bool = True,
+             audio_window: str | int = "full", audio_gate: str = "off") -> int:
     from .pipeline import open_recognizer
     from .runtime.app import run_stream
     from .runtime.live import LiveConfig
@@ -75,6 +76,7 @@ def run_demo(directory: str | Path = "out/demo", precision: str = "fp32", realti
     started = time.perf_counter()
     bundle, clip, timeline = prepare(directory, precision)
     recognizer = open_recognizer(bundle, expect="bundle", backend="auto")
+    recognizer.audio_window, recognizer.audio_gate = audio_window, audio_gate
     _say(f"bundle ready in {time.perf_counter() - started:.1f} s; backend {recognizer.backend_name}; "
          f"streaming {clip.name} as a camera and a microphone (window 2 s, stride 1 s)")
     results: list[dict] = []
