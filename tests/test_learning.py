@@ -46,7 +46,9 @@ def grpo(toy, cold_start, output: str, **overrides):
 @pytest.mark.slow
 def test_sft_on_labels_independent_of_the_clip_teaches_the_format_only(cold_start):
     assert cold_start["eval"]["format"] >= 0.9
-    assert abs(cold_start["eval"]["war"] - CHANCE) <= 0.15
+    # The accuracy the policy expects under its own sampling (8 answers per held-out clip). Its greedy answer names
+    # one label per class by whim, so greedy WAR landed on 0, 25 or 50 % by seed and even by run (measured).
+    assert abs(cold_start["eval"]["sampled_war"] - CHANCE) <= 0.1
 
 
 @pytest.mark.slow

@@ -1,5 +1,7 @@
 """Evaluation during training: greedy answers of the policy on held-out clips' cached features, scored by
-``evaluation.score`` as ``r1omni-edge eval`` scores (WAR, UAR, the format rate, a confusion matrix)."""
+``evaluation.score`` as ``r1omni-edge eval`` scores (WAR, UAR, the format rate, a confusion matrix); and the
+accuracy the policy expects under its own sampling, which says whether it learned the task when greedy answers
+cannot (a policy whose answer per class is an arbitrary pick scores 0, 25, 50 % or more greedily by luck)."""
 
 from __future__ import annotations
 
@@ -18,3 +20,20 @@ def evaluate(policy, prompts, labels: tuple[str, ...], max_tokens: int = 512, ex
         texts.append(policy.decode(ids)[0])
     policy.train(was_training)
     return score([p.sample.label for p in prompts], texts, labels, exact)
+
+
+@torch.no_grad()
+def sampled_accuracy(policy, prompts, labels: tuple[str, ...], samples: int = 8, max_tokens: int = 512,
+                     seed: int = 0, exact: bool = True) -> float:
+    """The share of ``samples`` sampled answers per held-out clip (temperature 1, top-k 50, a fixed seed) that name
+    the clip's label: the policy's expected accuracy, with far less luck in it than one greedy answer per clip."""
+    texts, truths = [], []
+    was_training = policy.training
+    policy.eval()
+    generator = torch.Generator(device=policy.device).manual_seed(seed)
+    for prompt in prompts:
+        ids = policy("rollout", prompt=prompt, groups=samples, max_tokens=max_tokens, generator=generator)
+        texts += policy.decode(ids)
+        truths += [prompt.sample.label] * samples
+    policy.train(was_training)
+    return score(truths, texts, labels, exact).war

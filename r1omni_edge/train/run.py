@@ -176,6 +176,12 @@ class Run:
 
         return evaluate(self.policy, self.eval_prompts, self.labels, max_tokens)
 
+    def sampled_accuracy(self, max_tokens: int) -> float:
+        from .evaluate import sampled_accuracy
+
+        return round(sampled_accuracy(self.policy, self.eval_prompts, self.labels, max_tokens=max_tokens,
+                                      seed=self.config.seed), 4)
+
     def save(self, step: int) -> Path:
         """Called on every rank (FSDP gathers collectively); rank 0 writes."""
         return save_checkpoint(self.policy, Path(self.config.output_dir) / f"checkpoint-{step}", self.config,
@@ -190,6 +196,7 @@ class Run:
             evaluation = self.evaluate(eval_max_tokens)
             self.logger.log(total, evaluation.metrics(), "eval")
             result["eval"] = evaluation.metrics()
+            result["eval"]["sampled_war"] = self.sampled_accuracy(eval_max_tokens)
             result["confusion"] = evaluation.table()
         self.logger.close(self.config.output_dir)
         result["config"] = dataclasses.asdict(self.config)
