@@ -25,38 +25,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from common import machine_info, peak_rss_mb, print_header  # noqa: E402
+from floors import measure as measure_floors  # noqa: E402
 
 STAGES = ("preprocess", "vision", "audio", "prefill", "decode_per_token")
-
-
-# ---- floors --------------------------------------------------------------------------------------------------------
-def memory_bandwidth_gbs(size_mb: int = 1024, repeats: int = 5) -> float:
-    """Sustained read bandwidth with all of torch's threads: summing a buffer far larger than the caches (a
-    single-threaded numpy sum understated it: fp32 decode then looked faster than its floor)."""
-    import torch
-
-    data = torch.ones(size_mb * (1 << 20) // 4)
-    data.sum()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        data.sum()
-        best = min(best, time.perf_counter() - start)
-    return data.numel() * 4 / best / 1e9
-
-
-def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """Peak fp32 matrix-multiply rate with torch's threads (the compute floor of encoders and prefill)."""
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
 
 
 # ---- one configuration per process ------------------------------------------------------------------------------------
@@ -201,14 +172,21 @@ FLOPS = {  # per clip, counted from the real shapes (multiply-adds x 2)
 
 
 def floors(report: dict) -> dict:
-    """Each stage's floor on this machine: FLOPs / peak matmul rate, decoder bytes / memory bandwidth."""
-    rate = report["floors"]["matmul_gflops"] * 1e9
+    """Each stage's floor on this machine: FLOPs / the peak matmul rate of the stage's own arithmetic (int8 for int8
+    and int4 bundles, whose encoders and prefill run int8 kernels; fp32 otherwise), and decoder bytes / read bandwidth.
+    A decode faster than its floor would mean the floor is wrong: ``decode_gbs`` is the bandwidth decode achieved."""
     bandwidth = report["floors"]["memory_gbs"] * 1e9
     out = {}
     for name, row in report["configs"].items():
+        int8 = row.get("precision") in ("int8", "int4")
+        rate = (report["floors"]["int8_matmul_gops"] if int8 else report["floors"]["matmul_gflops"]) * 1e9
         ratios = {stage: round(row[stage] / (FLOPS[stage] / rate * 1e3), 2) for stage in FLOPS if stage in row}
         if "decoder_bytes" in row:
             ratios["decode"] = round(row["decode_per_token"] / (row["decoder_bytes"] / bandwidth * 1e3), 2)
+            ratios["decode_gbs"] = round(row["decoder_bytes"] / (row["decode_per_token"] / 1e3) / 1e9, 2)
+            if ratios["decode_gbs"] > report["floors"]["memory_gbs"]:
+                print(f"warning: {name} decoded at {ratios['decode_gbs']} GB/s, above the measured read floor of "
+                      f"{report['floors']['memory_gbs']} GB/s: the floor understates this machine", flush=True)
         out[name] = ratios
     return out
 
@@ -221,18 +199,27 @@ def markdown(report: dict) -> str:
         lines.append(f"| {name} | " + " | ".join("-" if c is None else f"{c:,.0f}" if c >= 100 else f"{c:.1f}"
                                                for c in cells) + " |")
     lines += ["", "Ratio to the floor (1.0 = at the physical limit measured in this run):", "",
-              "| configuration | vision | audio | prefill | decode |", "|---|---|---|---|---|"]
+              "| configuration | vision | audio | prefill | decode | decode GB/s |", "|---|---|---|---|---|---|"]
     for name, ratios in report["vs_floor"].items():
         lines.append(f"| {name} | " + " | ".join(str(ratios.get(k, "-")) for k in ("vision", "audio", "prefill",
-                                                                                 "decode")) + " |")
+                                                                                 "decode", "decode_gbs")) + " |")
+    floor = report["floors"]
+    lines += ["", f"Floors ({floor['threads']} onnxruntime threads): read {floor['memory_gbs']} GB/s over "
+              f"{floor['read_buffer_mb']} MB (last-level cache {floor['last_level_cache_mb']} MB); fp32 matmul "
+              f"{floor['matmul_gflops']} GFLOP/s (fp32 configurations); int8 matmul {floor['int8_matmul_gops']} GOP/s "
+              "(int8 / int4 bundles)."]
     return "\n".join(lines)
 
 
 def plot(report: dict, path: Path) -> None:
-    import matplotlib
+    try:
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install -e '.[bench]'): no plot")
+        return
 
     names = list(report["configs"])
     stages = ("preprocess", "vision", "audio", "prefill", "decode")
@@ -273,10 +260,11 @@ def main() -> None:
     info = machine_info()
     print_header("latency, R1-Omni-0.5B shapes", info)
     report = {"benchmark": "latency", "machine": info, "tokens": args.tokens,
-              "floors": {"memory_gbs": round(memory_bandwidth_gbs(), 2), "matmul_gflops": round(matmul_gflops(), 1)},
-              "configs": {}}
-    print(f"floors: memory {report['floors']['memory_gbs']} GB/s, fp32 matmul {report['floors']['matmul_gflops']} "
-          "GFLOP/s", flush=True)
+              "floors": measure_floors(args.threads or os.cpu_count() or 1), "configs": {}}
+    floor = report["floors"]
+    print(f"floors ({floor['threads']} threads): read {floor['memory_gbs']} GB/s over {floor['read_buffer_mb']} MB "
+          f"(last-level cache {floor['last_level_cache_mb']} MB), fp32 matmul {floor['matmul_gflops']} GFLOP/s, "
+          f"int8 matmul {floor['int8_matmul_gops']} GOP/s", flush=True)
     names = ([] if args.skip_torch else ["torch"]) + ["generate"] + (["genai"] if args.genai else []) + list(args.bundles)
     for name in names:
         print(f"running {name} ...", flush=True)
