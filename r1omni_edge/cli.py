@@ -67,11 +67,13 @@ def audio_window_arg(text: str):
 
 def _add_audio_front_end(parser: argparse.ArgumentParser) -> None:
     from .media.gate import AUDIO_GATES
+    from .media.processor import FIT_BUCKETS
 
+    buckets = ", ".join(map(str, FIT_BUCKETS[:-1])) + f" or {FIT_BUCKETS[-1]}"
     parser.add_argument("--audio-window", type=audio_window_arg, default="full", metavar="full|fit|SECONDS",
                         help="log-mel window of the audio encoder: full (30 s, the published model, default), fit "
-                             "(the audio's own length rounded up to 1, 2, 4, 8, 15 or 30 s: faster, answers may "
-                             "differ) or a number of seconds")
+                             f"(the audio's own length rounded up to {buckets} s: faster, answers may differ) or a "
+                             "number of seconds")
     parser.add_argument("--audio-gate", choices=AUDIO_GATES, default="off",
                         help="skip the audio encoder for a silent window (its output for silence is reused): "
                              "energy (RMS below -50 dBFS) or vad (silero-vad: no speech; may drop laughter, crying, "

@@ -28,7 +28,7 @@ class EngineInfo:
     max_new_tokens: int
     visual_tokens: int  # what the vision part makes of num_frames frames (config.visual_tokens)
     audio_tokens: int  # what the audio part makes of audio_seconds (config.audio_tokens)
-    audio_range: tuple[int, int] = (1, 30)  # the shortest and longest window (seconds) the audio part accepts
+    audio_range: tuple[int, int]  # the shortest and longest window (seconds) the audio part accepts
 
 
 class Text(Protocol):

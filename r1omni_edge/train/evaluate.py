@@ -11,29 +11,27 @@ from ..evaluation import Evaluation, score
 
 
 @torch.no_grad()
-def evaluate(policy, prompts, labels: tuple[str, ...], max_tokens: int = 512, exact: bool = True) -> Evaluation:
-    texts = []
+def _answers(policy, prompts, groups: int, max_tokens: int, **sampling) -> tuple[list[str], list[str]]:
+    """``groups`` completions per prompt in eval mode (texts, and each one's true label)."""
+    texts, truths = [], []
     was_training = policy.training
     policy.eval()
     for prompt in prompts:
-        ids = policy("rollout", prompt=prompt, groups=1, max_tokens=max_tokens, greedy=True)
-        texts.append(policy.decode(ids)[0])
+        texts += policy.decode(policy("rollout", prompt=prompt, groups=groups, max_tokens=max_tokens, **sampling))
+        truths += [prompt.sample.label] * groups
     policy.train(was_training)
-    return score([p.sample.label for p in prompts], texts, labels, exact)
+    return texts, truths
 
 
-@torch.no_grad()
+def evaluate(policy, prompts, labels: tuple[str, ...], max_tokens: int = 512, exact: bool = True) -> Evaluation:
+    texts, truths = _answers(policy, prompts, 1, max_tokens, greedy=True)
+    return score(truths, texts, labels, exact)
+
+
 def sampled_accuracy(policy, prompts, labels: tuple[str, ...], samples: int = 8, max_tokens: int = 512,
                      seed: int = 0, exact: bool = True) -> float:
     """The share of ``samples`` sampled answers per held-out clip (temperature 1, top-k 50, a fixed seed) that name
     the clip's label: the policy's expected accuracy, with far less luck in it than one greedy answer per clip."""
-    texts, truths = [], []
-    was_training = policy.training
-    policy.eval()
     generator = torch.Generator(device=policy.device).manual_seed(seed)
-    for prompt in prompts:
-        ids = policy("rollout", prompt=prompt, groups=samples, max_tokens=max_tokens, generator=generator)
-        texts += policy.decode(ids)
-        truths += [prompt.sample.label] * samples
-    policy.train(was_training)
+    texts, truths = _answers(policy, prompts, samples, max_tokens, generator=generator)
     return score(truths, texts, labels, exact).war
