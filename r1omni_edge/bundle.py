@@ -7,7 +7,11 @@ Layout of a bundle directory:
     vision.onnx            8 frames (8, 3, 224, 224) -> (392, hidden); the instruction's gate folded in
     audio.onnx             log-mel (1, 128, 100 * s) -> (100 * s // 6, hidden), s from 1 to 30 seconds (or fixed at
                            audio_seconds by export --audio-seconds: preprocess.audio_window_range says which)
-    decoder.onnx           inputs_embeds + position_ids + past KV -> last-position logits + present KV
+    decoder.onnx           inputs_embeds + position_ids + past KV -> last-position logits + present KV; in int8 and
+                           int4 bundles the KV is a buffer of fixed capacity, shared by past and present (written in
+                           place by onnxruntime's GroupQueryAttention, valid up to the last position id + 1)
+    prefill.onnx           int4 bundles only: the same decoder with int8 weights, for calls of more than one
+                           position (4-bit MatMulNBits is several times slower than int8 on long inputs)
     *.onnx.data            external weights of any ONNX part over the protobuf limit
     embeddings.npy         the token embedding table (vocab, hidden)
     tokenizer/             tokenizer.json, tokenizer_config.json
@@ -31,7 +35,8 @@ from .media.audio import CHUNK_SECONDS
 from .typed import build
 
 FORMAT = "r1omni-edge-bundle"
-FORMAT_VERSION = 2  # 2: typed sections, validated on load, and the manifest's own checksum
+FORMAT_VERSION = 3  # 2: typed sections, validated on load, the manifest's own checksum; 3: the fused decoder's KV
+READABLE_VERSIONS = (2, 3)  # buffer and the int4 bundle's prefill part (version 2 bundles still load)
 MANIFEST = "manifest.json"
 CHECKSUM_FIELD = "manifest_sha256"  # sha256 of the manifest's canonical JSON without this field
 
@@ -40,8 +45,9 @@ CHECKSUM_FIELD = "manifest_sha256"  # sha256 of the manifest's canonical JSON wi
 BACKENDS = ("auto", "cpu", "cuda", "tensorrt", "engine")
 
 # ---- files -------------------------------------------------------------------------------------------------------
-PARTS = ("vision", "audio", "decoder")
-PART_FILES = {"vision": "vision.onnx", "audio": "audio.onnx", "decoder": "decoder.onnx"}
+PARTS = ("vision", "audio", "decoder")  # every bundle has these
+OPTIONAL_PARTS = ("prefill",)  # the decoder for calls of more than one position, where a precision has one
+PART_FILES = {"vision": "vision.onnx", "audio": "audio.onnx", "decoder": "decoder.onnx", "prefill": "prefill.onnx"}
 EMBEDDINGS_FILE = "embeddings.npy"
 TOKENIZER_DIR = "tokenizer"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -94,7 +100,7 @@ def present_names(layers: int) -> list[str]:
 class PartPlan:
     precision: str  # the part's numbers
     quantizer: str  # how export/quantize.py converts the traced fp32 part: none, fp16, dynamic-int8, matmulnbits-4
-    attention: str = "onnx"  # "com.microsoft.MultiHeadAttention": the encoders' attention fused for onnxruntime
+    attention: str = "onnx"  # or onnxruntime's fused attention: FUSED (encoders) or FUSED_DECODER
 
 
 @dataclass(frozen=True)
@@ -108,20 +114,26 @@ class PrecisionPlan:
 
 
 FUSED = "com.microsoft.MultiHeadAttention"
+FUSED_DECODER = "com.microsoft.GroupQueryAttention"  # rotary inside, KV buffer shared by past and present
 # The one precision table. The int4 bundle's 4 bits go where they pay: the decoder, whose token-by-token decode reads
 # every weight per token (memory-bound). The encoders run long sequences through their matrices (compute-bound),
 # where onnxruntime's 4-bit MatMulNBits was 3.7x slower than dynamic int8 on the Whisper encoder (8.9 s against
 # 2.4 s on 2 cores, benchmarks/results/latency.json of 2026-11-26), so they stay int8. Bundles that need
-# onnxruntime's own ops anyway (int8, int4) also get its fused attention in the encoders.
+# onnxruntime's own ops anyway (int8, int4) also get its fused attention in the encoders and the decoder. The int4
+# bundle's prefill runs with int8 weights: MatMulNBits took 18 to 25 ms for a (700, 896) x (896, 4864) product where
+# int8 took 2.1 ms, while for one position it is the faster (0.044 against 0.149 ms; Intel Xeon, 2 threads).
 PRECISION_TABLE: dict[str, PrecisionPlan] = {
     "fp32": PrecisionPlan({p: PartPlan("fp32", "none") for p in PARTS}, "float32", True, 0.99999, 1.0, 1.0),
     "fp16": PrecisionPlan({p: PartPlan("fp16", "fp16") for p in PARTS}, "float16", True, 0.999, 0.0, 0.99),
     "int8": PrecisionPlan({"vision": PartPlan("int8", "dynamic-int8", FUSED),
                            "audio": PartPlan("int8", "dynamic-int8", FUSED),
-                           "decoder": PartPlan("int8", "dynamic-int8")}, "float16", False, 0.99, 0.0, 0.99),
+                           "decoder": PartPlan("int8", "dynamic-int8", FUSED_DECODER)}, "float16", False, 0.99, 0.0,
+                          0.99),
     "int4": PrecisionPlan({"vision": PartPlan("int8", "dynamic-int8", FUSED),
                            "audio": PartPlan("int8", "dynamic-int8", FUSED),
-                           "decoder": PartPlan("int4", "matmulnbits-4")}, "float16", False, 0.98, 0.0, 0.95),
+                           "decoder": PartPlan("int4", "matmulnbits-4", FUSED_DECODER),
+                           "prefill": PartPlan("int8", "dynamic-int8", FUSED_DECODER)}, "float16", False, 0.98, 0.0,
+                          0.95),
 }
 PRECISIONS = tuple(PRECISION_TABLE)
 RESIZE_MODES = ("stretch", "pad")
@@ -160,7 +172,7 @@ class PartSpec(Section):
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     precision: str
-    attention: str = "onnx"  # or "com.microsoft.MultiHeadAttention": the encoders' attention fused (onnxruntime)
+    attention: str = "onnx"  # or FUSED (the encoders' attention) or FUSED_DECODER (attention and KV buffer)
 
     @property
     def input_names(self) -> list[str]:
@@ -282,7 +294,7 @@ class Manifest:
         if not isinstance(version, int) or isinstance(version, bool):
             raise BundleError(f"{source}: format_version must be an integer, got {version!r}; the manifest was "
                               "edited or damaged, export the bundle again")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise BundleError(
                 f"{source}: bundle format version {version} is not supported by this runtime "
                 f"(it reads version {FORMAT_VERSION}); export the bundle again with this version of r1omni-edge"
@@ -300,8 +312,9 @@ class Manifest:
         problems = []
         if self.precision not in PRECISIONS:
             problems.append(f"precision: {self.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if sorted(self.parts) != sorted(PARTS):
-            problems.append(f"parts: must be exactly {', '.join(PARTS)}, found {', '.join(self.parts) or 'none'}")
+        if not set(PARTS) <= set(self.parts) <= set(PARTS + OPTIONAL_PARTS):
+            problems.append(f"parts: must be {', '.join(PARTS)} (and optionally {', '.join(OPTIONAL_PARTS)}), found "
+                            f"{', '.join(self.parts) or 'none'}")
         for name, part in self.parts.items():
             if part.precision not in PRECISIONS:
                 problems.append(f"parts.{name}.precision: {part.precision!r} is not one of {', '.join(PRECISIONS)}")
@@ -339,11 +352,22 @@ class Manifest:
                                 f"{getattr(self.model, key)}")
         expected_io = {"vision": (1, 1), "audio": (1, 1),
                        "decoder": (2 + 2 * self.model.num_layers, 1 + 2 * self.model.num_layers)}
+        expected_io["prefill"] = expected_io["decoder"]
         for name, (inputs, outputs) in expected_io.items():
             part = self.parts.get(name)
             if part is not None and (len(part.inputs), len(part.outputs)) != (inputs, outputs):
                 problems.append(f"parts.{name}: {len(part.inputs)} inputs and {len(part.outputs)} outputs, expected "
                                 f"{inputs} and {outputs} for {self.model.num_layers} layers")
+        decoder, prefill = self.parts.get("decoder"), self.parts.get("prefill")
+        if prefill is not None and decoder is not None and (prefill.inputs, prefill.outputs, prefill.attention) != (
+                decoder.inputs, decoder.outputs, decoder.attention):
+            problems.append("parts.prefill: its inputs, outputs and attention must be the decoder's")
+        if decoder is not None and decoder.attention == FUSED_DECODER:
+            capacity = decoder.inputs[2].shape[2] if len(decoder.inputs) > 2 and len(decoder.inputs[2].shape) == 4 \
+                else None
+            if not isinstance(capacity, int) or capacity < 1:
+                problems.append(f"parts.decoder: a {FUSED_DECODER} decoder needs a KV buffer of a fixed number of "
+                                f"positions, found {capacity!r}")
         vision = self.parts.get("vision")
         if vision is not None and vision.inputs and vision.inputs[0].shape[:1] != [self.model.num_frames]:
             problems.append(f"model.num_frames: {self.model.num_frames}, but the vision part takes "
@@ -357,6 +381,13 @@ class Manifest:
 
     def part_path(self, directory: Path, part: str) -> Path:
         return directory / self.parts[part].file
+
+    @property
+    def kv_capacity(self) -> int | None:
+        """The positions the fused decoder's KV buffer holds (prompt and generated tokens together), or None where
+        the cache grows without a bound (plain decoders)."""
+        decoder = self.parts["decoder"]
+        return decoder.inputs[2].shape[2] if decoder.attention == FUSED_DECODER else None
 
     @property
     def num_layers(self) -> int:

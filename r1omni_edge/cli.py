@@ -159,6 +159,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="audio window; below 30 is an edge opt-in whose effect `verify` measures")
     export.add_argument("--labels", default="mafw", choices=LABEL_SET_NAMES, help="label set of the answers")
     export.add_argument("--resize", choices=("stretch", "pad"), default="stretch")
+    export.add_argument("--kv-capacity", type=POSITIVE_INT, metavar="POSITIONS",
+                        help="int8 / int4: positions of the decoder's preallocated KV buffer (prompt and tokens "
+                             "together; default: the longest prompt + 2,048 tokens)")
     export.set_defaults(func=cmd_export)
 
     verify = sub.add_parser("verify", help="compare a bundle with the PyTorch model, part by part and clip by clip")
@@ -454,7 +457,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     _progress(f"loading {args.model}")
     reference = _load_reference(args)
     options = ExportOptions(precision=args.precision, instruction=args.instruction or INSTRUCTION,
-                            audio_seconds=args.audio_seconds, labels=args.labels, resize_mode=args.resize)
+                            audio_seconds=args.audio_seconds, labels=args.labels, resize_mode=args.resize,
+                            kv_capacity=args.kv_capacity)
     manifest = export_bundle(reference, args.out, options, progress=_progress, overwrite=args.overwrite)
     total = sum(info["bytes"] for info in manifest.files.values())
     print(f"wrote {args.out}: {args.precision}, {len(manifest.files)} files, {total / 1e6:.1f} MB, "

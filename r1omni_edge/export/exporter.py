@@ -16,7 +16,7 @@ import torch
 
 from .. import __version__
 from ..bundle import (AUDIO_INPUT, AUDIO_OUTPUT, AUDIO_POSITIONS, DECODER_EMBEDS, DECODER_LOGITS, DECODER_POSITIONS,
-                      EMBEDDINGS_FILE, FUSED, MANIFEST, MEL_FRAMES, PART_FILES, PAST_SEQUENCE, PRECISION_TABLE,
+                      EMBEDDINGS_FILE, FUSED, FUSED_DECODER, MANIFEST, MEL_FRAMES, PART_FILES, PAST_SEQUENCE, PRECISION_TABLE,
                       PRECISIONS, SEQUENCE, TOKENIZER_DIR, TOKENIZER_FILES, TOTAL_SEQUENCE, VISION_INPUT,
                       VISION_OUTPUT, BundleError, GenerationSpec, Manifest, ModelSpec, PartSpec, PreprocessSpec,
                       PromptSpec, TensorSpec, TokenSpec, describe_files, past_names, present_names, read_manifest,
@@ -28,13 +28,16 @@ from ..labels import label_set
 from ..media.audio import CHUNK_SECONDS, N_MELS, SAMPLE_RATE
 from ..media.frames import IMAGE_SIZE
 from ..model.recognizer import TorchRecognizer
+from ..pipeline.generation import ANSWER_ROOM
 from ..prompt import AUDIO_TOKEN_INDEX, IMAGE_TOKEN_INDEX, VIDEO_TOKEN_INDEX
-from .onnx_io import export_module
-from .parts import FUSED_ATTENTION_OPSET, AudioPart, DecoderPart, VisionPart, fused_encoder_attention
+from .onnx_io import export_module, save_model
+from .parts import (FUSED_ATTENTION_OPSET, AudioPart, DecoderPart, FusedDecoderPart, VisionPart,
+                    fused_encoder_attention)
 from .quantize import CONVERTERS
 
 log = logging.getLogger(__name__)
 ENCODER_IO = {"vision": (VISION_INPUT, VISION_OUTPUT), "audio": (AUDIO_INPUT, AUDIO_OUTPUT)}
+KV_CAPACITY_STEP = 256  # the automatic KV buffer size is rounded up to a multiple of this
 
 @dataclass
 class ExportOptions:
@@ -44,6 +47,7 @@ class ExportOptions:
     labels: str = "mafw"
     resize_mode: str = "stretch"
     max_new_tokens: int = 2048
+    kv_capacity: int | None = None  # positions of the fused decoder's KV buffer; None: the longest prompt + tokens
 
 
 def _versions() -> dict[str, str]:
@@ -65,9 +69,24 @@ def _prompt_pieces(recognizer: TorchRecognizer, instruction: str) -> dict[str, P
     return pieces
 
 
+def kv_capacity(pieces: dict[str, PromptSpec], visual: int, audio: int, max_new_tokens: int) -> int:
+    """What the longest prompt (media placeholders as their vectors, audio at its longest window), the reasoning
+    and the answer can take, rounded up to ``KV_CAPACITY_STEP``."""
+    media = {VIDEO_TOKEN_INDEX: visual, IMAGE_TOKEN_INDEX: visual, AUDIO_TOKEN_INDEX: audio}
+    longest = max(sum(media.get(t, 1) for t in piece.ids) for piece in pieces.values())
+    need = longest + max_new_tokens + ANSWER_ROOM
+    return -(-need // KV_CAPACITY_STEP) * KV_CAPACITY_STEP
+
+
 def _check_options(options: ExportOptions) -> None:
     if options.precision not in PRECISIONS:
         raise InputError(f"--precision {options.precision!r} is not one of {', '.join(PRECISIONS)}")
+    if options.kv_capacity is not None and options.kv_capacity < 1:
+        raise InputError(f"--kv-capacity must be a positive number of positions, got {options.kv_capacity}")
+    if options.kv_capacity is not None and PRECISION_TABLE[options.precision].parts["decoder"].attention != \
+            FUSED_DECODER:
+        raise InputError(f"--kv-capacity sizes the fused decoder's KV buffer of int8 and int4 bundles; a "
+                         f"{options.precision} decoder's cache grows as it needs, so leave --kv-capacity out")
     if not 1 <= options.audio_seconds <= CHUNK_SECONDS:
         raise InputError(f"--audio-seconds must be between 1 and {CHUNK_SECONDS}, got {options.audio_seconds}")
     try:
@@ -100,7 +119,7 @@ def export_bundle(recognizer: TorchRecognizer, out: str | Path, options: ExportO
     instruction = options.instruction or recognizer.instruction
     plan = PRECISION_TABLE[options.precision]
     files: list[str] = []
-    steps = 5 + sum(part.quantizer != "none" for part in plan.parts.values())
+    steps = 5 + sum(part.quantizer != "none" for part in plan.parts.values()) + ("prefill" in plan.parts)
     step = 0
 
     def report(message: str) -> float:
@@ -141,16 +160,35 @@ def export_bundle(recognizer: TorchRecognizer, out: str | Path, options: ExportO
                 f"Whisper encoder on {'1 to ' if dynamic_audio else ''}{options.audio_seconds} s, pool, projector",
                 {AUDIO_INPUT: {2: MEL_FRAMES}, AUDIO_OUTPUT: {0: AUDIO_POSITIONS}} if dynamic_audio else None)
 
-        start = report(f"{PART_FILES['decoder']} (Qwen2, {layers} layers, KV cache in and out)")
+        pieces = _prompt_pieces(recognizer, instruction)
+        fused_decoder = plan.parts["decoder"].attention == FUSED_DECODER
+        capacity = None
+        if fused_decoder:
+            capacity = options.kv_capacity or kv_capacity(pieces, visual, audio_tokens(window_range[1]),
+                                                          options.max_new_tokens)
+            if capacity > config.max_position_embeddings:
+                raise InputError(f"--kv-capacity {capacity} is more than the model's {config.max_position_embeddings} "
+                                 "positions; lower --kv-capacity or --max-new-tokens")
+        start = report(f"{PART_FILES['decoder']} (Qwen2, {layers} layers, "
+                       + (f"fused attention, KV buffer of {capacity} positions)" if fused_decoder
+                          else "KV cache in and out)"))
         pasts, presents = past_names(layers), present_names(layers)
         dynamic = {DECODER_EMBEDS: {1: SEQUENCE}, DECODER_POSITIONS: {1: SEQUENCE}}
-        dynamic.update({n: {2: PAST_SEQUENCE} for n in pasts})
-        dynamic.update({n: {2: TOTAL_SEQUENCE} for n in presents})
+        if not fused_decoder:
+            dynamic.update({n: {2: PAST_SEQUENCE} for n in pasts})
+            dynamic.update({n: {2: TOTAL_SEQUENCE} for n in presents})
         example = (torch.zeros(1, 3, hidden), torch.arange(3)[None],
-                   *[torch.zeros(1, kv_heads, 0, head_dim) for _ in pasts])
-        files += export_module(DecoderPart(model.llm).eval(), example, staging / PART_FILES["decoder"],
-                               [DECODER_EMBEDS, DECODER_POSITIONS, *pasts], [DECODER_LOGITS, *presents], dynamic)
+                   *[torch.zeros(1, kv_heads, capacity or 0, head_dim) for _ in pasts])
+        part = FusedDecoderPart(model.llm, capacity) if fused_decoder else DecoderPart(model.llm)
+        files += export_module(part.eval(), example, staging / PART_FILES["decoder"],
+                               [DECODER_EMBEDS, DECODER_POSITIONS, *pasts], [DECODER_LOGITS, *presents], dynamic,
+                               FUSED_ATTENTION_OPSET if fused_decoder else None)
         log.info("decoder exported in %.1f s", time.perf_counter() - start)
+        if "prefill" in plan.parts:  # the same graph, converted below to the prefill part's own precision
+            report(f"{PART_FILES['prefill']} (the decoder for calls of more than one position)")
+            import onnx
+
+            files += save_model(onnx.load(str(staging / PART_FILES["decoder"])), staging / PART_FILES["prefill"])
 
         for part, part_plan in plan.parts.items():
             if part_plan.quantizer == "none":
@@ -175,18 +213,20 @@ def export_bundle(recognizer: TorchRecognizer, out: str | Path, options: ExportO
         def spec(part: str, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> PartSpec:
             return PartSpec(PART_FILES[part], inputs, outputs, plan.parts[part].precision, plan.parts[part].attention)
 
+        def decoder_spec(part: str) -> PartSpec:
+            return spec(part, [TensorSpec(DECODER_EMBEDS, [1, SEQUENCE, hidden], "float32"),
+                               TensorSpec(DECODER_POSITIONS, [1, SEQUENCE], "int64"),
+                               *[kv_spec(n, capacity or PAST_SEQUENCE) for n in pasts]],
+                        [TensorSpec(DECODER_LOGITS, [1, config.vocab_size], "float32"),
+                         *[kv_spec(n, capacity or TOTAL_SEQUENCE) for n in presents]])
+
         parts = {
             "vision": spec("vision", [TensorSpec(VISION_INPUT, [frames, 3, IMAGE_SIZE, IMAGE_SIZE], "float32")],
                            [TensorSpec(VISION_OUTPUT, [visual, hidden], "float32")]),
             "audio": spec("audio", [TensorSpec(AUDIO_INPUT, [1, N_MELS, MEL_FRAMES if dynamic_audio else mel_frames],
                                                "float32")],
                           [TensorSpec(AUDIO_OUTPUT, [AUDIO_POSITIONS if dynamic_audio else audio, hidden], "float32")]),
-            "decoder": spec("decoder",
-                            [TensorSpec(DECODER_EMBEDS, [1, SEQUENCE, hidden], "float32"),
-                             TensorSpec(DECODER_POSITIONS, [1, SEQUENCE], "int64"),
-                             *[kv_spec(n, PAST_SEQUENCE) for n in pasts]],
-                            [TensorSpec(DECODER_LOGITS, [1, config.vocab_size], "float32"),
-                             *[kv_spec(n, TOTAL_SEQUENCE) for n in presents]]),
+            **{part: decoder_spec(part) for part in ("decoder", "prefill") if part in plan.parts},
         }
         tokenizer = recognizer.tokenizer
         manifest = Manifest(
@@ -205,7 +245,7 @@ def export_bundle(recognizer: TorchRecognizer, out: str | Path, options: ExportO
                                            "image": IMAGE_TOKEN_INDEX}),
             instruction=instruction,
             gate=[round(float(g), 8) for g in gate],
-            prompt=_prompt_pieces(recognizer, instruction),
+            prompt=pieces,
             labels=list(label_set(options.labels)),
             label_set=options.labels,
             generation=GenerationSpec(max_new_tokens=options.max_new_tokens, greedy=True),

@@ -10,6 +10,12 @@ For bundles that need onnxruntime anyway (int8, int4), ``fused_encoder_attention
 self-attention as onnxruntime's ``com.microsoft.MultiHeadAttention``, one fused kernel instead of reshapes,
 transposes, two MatMuls and a softmax over (heads, S, S): on 2 CPU cores one 1,500-position Whisper layer's
 attention takes 42 ms instead of 63 ms. fp32 and fp16 bundles keep plain ONNX, which TensorRT and any runtime read.
+
+Those bundles' decoder (``FusedDecoderPart``) runs onnxruntime's ``com.microsoft.GroupQueryAttention`` with the
+rotary embedding inside and a KV buffer of fixed capacity that is both the past and the present: bound to the same
+memory, onnxruntime writes the new positions in place and reads only up to the valid length, which the graph takes
+from the last position id (positions are the cache's own indices). A decode step then moves one embedding in and one
+row of logits out instead of copying the whole cache twice.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..model.decoder import qwen2_forward, rope_inverse_frequencies
+from ..model.decoder import apply_rotary, grouped_attention, qwen2_forward, rope_inverse_frequencies
 from ..model.omni import OmniModel
 
 
@@ -108,5 +114,72 @@ class DecoderPart(nn.Module):
 
     def forward(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor, *past: torch.Tensor):
         hidden, presents = qwen2_forward(self.llm, inputs_embeds, position_ids, past, self.inv_freq)
+        logits = torch.matmul(hidden[:, -1], self.lm_head_t)
+        return (logits, *presents)
+
+
+class _GroupQueryAttention(torch.autograd.Function):
+    """One Qwen2 layer's attention over a shared KV buffer: rotary on q and k at positions
+    ``total - S .. total - 1``, k and v written there, causal attention over the first ``total`` positions. The
+    torch forward computes exactly that (tests and tracing); the traced graph holds onnxruntime's
+    GroupQueryAttention, which does it in one kernel and in place when past and present share memory."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, past_key, past_value, seqlens_k, total_length, cos_cache, sin_cache, num_heads: int,
+                kv_heads: int):
+        batch, length, width = q.shape
+        head_dim = width // num_heads
+        total = int(total_length)
+        positions = torch.arange(total - length, total)
+        cos = torch.cat((cos_cache[positions], cos_cache[positions]), dim=-1)[None, None]
+        sin = torch.cat((sin_cache[positions], sin_cache[positions]), dim=-1)[None, None]
+
+        def heads(x, count):
+            return x.view(batch, length, count, head_dim).transpose(1, 2)
+
+        q, key = apply_rotary(heads(q, num_heads), cos, sin), apply_rotary(heads(k, kv_heads), cos, sin)
+        present_key, present_value = past_key.clone(), past_value.clone()
+        present_key[:, :, total - length:total] = key
+        present_value[:, :, total - length:total] = heads(v, kv_heads)
+        rows = positions[:, None]
+        mask = torch.where(torch.arange(total)[None] <= rows, 0.0, torch.finfo(torch.float32).min)
+        out = grouped_attention(q, present_key[:, :, :total], present_value[:, :, :total], mask)
+        return out, present_key, present_value
+
+    @staticmethod
+    def symbolic(g, q, k, v, past_key, past_value, seqlens_k, total_length, cos_cache, sin_cache, num_heads,
+                 kv_heads):
+        out, present_key, present_value = g.op(
+            "com.microsoft::GroupQueryAttention", q, k, v, past_key, past_value, seqlens_k, total_length, cos_cache,
+            sin_cache, num_heads_i=num_heads, kv_num_heads_i=kv_heads, do_rotary_i=1, rotary_interleaved_i=0,
+            outputs=3)
+        out.setType(q.type())
+        present_key.setType(past_key.type())
+        present_value.setType(past_value.type())
+        return out, present_key, present_value
+
+
+class FusedDecoderPart(DecoderPart):
+    """``DecoderPart`` over a KV buffer of ``capacity`` positions, attention fused (``_GroupQueryAttention``).
+    Same inputs and outputs; each past/present is (1, kv_heads, capacity, head_dim), valid up to the last position
+    id + 1."""
+
+    def __init__(self, llm, capacity: int):
+        super().__init__(llm)
+        angles = torch.arange(capacity, dtype=torch.float32)[:, None] * self.inv_freq[None]  # (capacity, D / 2)
+        self.register_buffer("cos_cache", angles.cos(), persistent=False)
+        self.register_buffer("sin_cache", angles.sin(), persistent=False)
+        self.heads, self.kv_heads = llm.config.num_attention_heads, llm.config.num_key_value_heads
+
+    def forward(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor, *past: torch.Tensor):
+        last = position_ids[0, -1]
+        total = (last + 1).to(torch.int32)  # scalar: the valid length after this call
+        seqlens_k = last.to(torch.int32).reshape(1)  # per row: valid length - 1, as onnxruntime counts
+
+        def attend(index: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+            return _GroupQueryAttention.apply(q, k, v, past[2 * index], past[2 * index + 1], seqlens_k, total,
+                                              self.cos_cache, self.sin_cache, self.heads, self.kv_heads)
+
+        hidden, presents = qwen2_forward(self.llm, inputs_embeds, position_ids, attend=attend)
         logits = torch.matmul(hidden[:, -1], self.lm_head_t)
         return (logits, *presents)

@@ -169,9 +169,14 @@ def _part_checks(reference: TorchRecognizer, bundle: Recognizer, window: Window,
     checks.append(_compare("audio", audio.numpy(), theirs.audio(inputs.input_features), cosine))
     embeds = splice(ours, theirs.prompt_ids(use_audio=True), video, audio)
     positions = np.arange(embeds.shape[1], dtype=np.int64)[None]
-    expected, _ = ours.decoder(embeds, positions, ours.empty_cache())
-    got, _ = theirs.decoder(embeds.float().numpy(), positions, theirs.empty_cache())
+    expected, expected_cache = ours.decoder(embeds, positions, ours.empty_cache())
+    got, got_cache = theirs.decoder(embeds.float().numpy(), positions, theirs.empty_cache())
     checks.append(_compare("decoder (prefill logits)", expected[0], got[0], cosine))
+    # One decode step after the same prompt: the part that decodes token by token (int4 bundles prefill with int8).
+    token, at = [int(np.argmax(expected[0]))], positions[:, -1:] + 1
+    expected, _ = ours.decoder(ours.embed(token)[None], at, expected_cache)
+    got, _ = theirs.decoder(theirs.embed(token)[None], at, got_cache)
+    checks.append(_compare("decoder (step logits)", expected[0], got[0], cosine))
     return checks
 
 

@@ -34,7 +34,8 @@ class TorchEngine:
                                stop_ids=frozenset({tokenizer.eos_id, tokenizer.pad_id}), max_new_tokens=MAX_NEW_TOKENS,
                                visual_tokens=visual_tokens(config.num_frames, IMAGE_SIZE,
                                                            model.tower_configs.siglip.patch_size),
-                               audio_tokens=audio_tokens(CHUNK_SECONDS), audio_range=(1, CHUNK_SECONDS))
+                               audio_tokens=audio_tokens(CHUNK_SECONDS), audio_range=(1, CHUNK_SECONDS),
+                               kv_capacity=None)
         self.inv_freq = rope_inverse_frequencies(model.llm).to(model.device)
         self._gates: dict[str, torch.Tensor] = {}
 

@@ -13,6 +13,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..errors import InputError
+
 
 @dataclass(frozen=True)
 class EngineInfo:
@@ -29,6 +31,14 @@ class EngineInfo:
     visual_tokens: int  # what the vision part makes of num_frames frames (config.visual_tokens)
     audio_tokens: int  # what the audio part makes of audio_seconds (config.audio_tokens)
     audio_range: tuple[int, int]  # the shortest and longest window (seconds) the audio part accepts
+    kv_capacity: int | None  # positions the decoder's cache holds (a fixed buffer), or None: no bound
+
+
+def capacity_error(needed: int, capacity: int) -> InputError:
+    """A cache of fixed size (``EngineInfo.kv_capacity``) that a prompt and its tokens do not fit."""
+    return InputError(f"the prompt and its tokens need {needed} positions, but this bundle's KV buffer holds "
+                      f"{capacity}; ask for fewer --max-new-tokens, or export the bundle again with a larger "
+                      "--kv-capacity")
 
 
 class Text(Protocol):

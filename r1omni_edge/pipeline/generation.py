@@ -23,6 +23,9 @@ from ..label_choice import choose_label
 from ..prompt import LABEL_ONLY_SUFFIX
 
 Decoder = Callable[[np.ndarray, np.ndarray, Any], tuple[np.ndarray, Any]]
+# Positions an answer may take beyond max_new_tokens: the forced ``</think>\n<answer>`` and the label's tokens (what
+# the export leaves free in a fixed-size KV buffer).
+ANSWER_ROOM = 32
 
 
 @dataclass

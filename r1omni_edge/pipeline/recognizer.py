@@ -26,7 +26,7 @@ from ..media.processor import ModelInputs, Processor
 from ..prompt import (AUDIO_TOKEN_INDEX, IMAGE_TOKEN_INDEX, LABEL_ONLY_SUFFIX, VIDEO_TOKEN_INDEX, parse_answer,
                       split_at_placeholders)
 from ..result import Result
-from .engine import Engine, EngineInfo, FusedGreedy, FusedLabels
+from .engine import Engine, EngineInfo, FusedGreedy, FusedLabels, capacity_error
 from .generation import Generated, Vocabulary, generate
 
 MODES = ("full", "label")
@@ -76,6 +76,8 @@ class Recognizer:
         self.labels = tuple(info.labels)
         self.vocab = Vocabulary(encode, engine.text.decode, set(info.stop_ids), label_sequences(encode, self.labels))
         self.label_suffix_ids = encode(LABEL_ONLY_SUFFIX)
+        # the most positions an answer takes beyond the free tokens: the forced "</think>\n<answer>" and a label
+        self._answer_room = len(encode("</think>\n<answer>")) + max(map(len, self.vocab.label_sequences.values()))
         self._prefix: dict[tuple[int, ...], Any] = {}
         self._gate = None  # an audio gate (media/gate.py), or None: every window's audio is encoded
         self._silence: dict[int, Any] = {}  # window seconds -> the audio part's output for silence
@@ -216,6 +218,12 @@ class Recognizer:
             token_ids, prefill_ms, decode_ms = engine.greedy(embeds, max_new_tokens, self.vocab.stop_ids)
             return Generated(token_ids, self.vocab.decode(token_ids), prefill_ms, decode_ms,
                              prompt_length(ids, self.info, audio_seconds), len(token_ids))
+        capacity = self.info.kv_capacity
+        if capacity is not None:  # refuse before decoding, never with half an answer
+            needed = prompt_length(ids, self.info, audio_seconds) + self._answer_room + (
+                0 if mode == "label" else max_new_tokens)
+            if needed > capacity:
+                raise capacity_error(needed, capacity)
         prefix = self._prefix_ids(ids)
         sequence = splice(engine, ids[len(prefix):], video, audio)
         lap("embed")

@@ -3,7 +3,9 @@ and its tokenizer. numpy + onnxruntime only, never torch.
 
 Every name a backend binds (tensors, KV inputs and outputs) is read from the manifest, which the exporter wrote from
 ``bundle.py``. The KV cache is whatever ``decoder`` returns and takes back on the next call: plain numpy arrays on
-the CPU, OrtValues on a device. A cache is never modified in place, so the prompt prefix's cache serves every clip.
+the CPU, OrtValues on a device, or, for a fused decoder (int8, int4), a view of one preallocated buffer that the
+decoder writes in place (``kv_buffer.py``). A cache never changes once handed out, so the prompt prefix's cache
+serves every clip.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import BACKENDS, EMBEDDINGS_FILE, PARTS, TOKENIZER_DIR, Manifest
+from ..bundle import BACKENDS, EMBEDDINGS_FILE, FUSED_DECODER, TOKENIZER_DIR, Manifest
 from ..errors import InputError
-from ..pipeline.engine import EngineInfo
+from ..pipeline.engine import EngineInfo, capacity_error
+from .kv_buffer import KVBuffer
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +62,15 @@ class BundleEngine:
                                n_mels=model.n_mels, labels=tuple(manifest.labels),
                                stop_ids=frozenset(manifest.tokens.stop_ids),
                                max_new_tokens=manifest.generation.max_new_tokens, visual_tokens=model.visual_tokens,
-                               audio_tokens=model.audio_tokens, audio_range=preprocess.audio_range)
+                               audio_tokens=model.audio_tokens, audio_range=preprocess.audio_range,
+                               kv_capacity=manifest.kv_capacity)
         (self.vision_input,), (self.vision_output,) = (manifest.parts["vision"].input_names,
                                                        manifest.parts["vision"].output_names)
         (self.audio_input,), (self.audio_output,) = (manifest.parts["audio"].input_names,
                                                      manifest.parts["audio"].output_names)
         self.embeds_name, self.positions_name, *self.past_names = manifest.parts["decoder"].input_names
         self.logits_name, *self.present_names = manifest.parts["decoder"].output_names
-        self.kv_shape = (1, model.num_kv_heads, 0, model.head_dim)
+        self.kv_shape = (1, model.num_kv_heads, manifest.kv_capacity or 0, model.head_dim)
 
     def prompt_ids(self, use_audio: bool) -> list[int]:
         return list(self.manifest.prompt["video_audio" if use_audio else "video_only"].ids)
@@ -117,7 +121,10 @@ class OnnxRuntimeBackend(BundleEngine):
     """onnxruntime with the CPU, CUDA or TensorRT execution provider.
 
     With ``io_binding`` (the default on GPUs) the decoder's KV cache stays on the device between steps as OrtValues:
-    only the new token's embedding goes up and the last position's logits come down.
+    only the new token's embedding goes up and the last position's logits come down. A fused decoder (int8, int4
+    bundles) binds its KV buffer once and is written in place (the default everywhere); without ``io_binding`` it
+    is run with copies in and out, the reference the shared buffer is tested against. Calls of more than one
+    position go to the bundle's prefill part where it has one.
     """
 
     def __init__(self, directory: Path, manifest: Manifest, provider: str = "cpu", threads: int | None = None,
@@ -129,15 +136,22 @@ class OnnxRuntimeBackend(BundleEngine):
         options = session_options(threads)
         providers = ORT_PROVIDERS[provider]
         self.sessions = {}
-        for part in PARTS:
+        for part in manifest.parts:
             path = manifest.part_path(directory, part)
             try:
                 self.sessions[part] = ort.InferenceSession(str(path), options, providers=providers)
             except Exception as exc:  # onnxruntime raises its own exception types for unusable graphs
                 raise InputError(f"{path}: onnxruntime cannot load this part ({exc})") from exc
-        self.io_binding = provider != "cpu" if io_binding is None else io_binding
+        self.fused = manifest.parts["decoder"].attention == FUSED_DECODER
+        self.io_binding = (self.fused or provider != "cpu") if io_binding is None else io_binding
         self.device = "cuda" if provider != "cpu" else "cpu"
-        if self.io_binding:
+        self.kv = None
+        if self.fused and self.io_binding:  # the buffer lives in host memory: the CPU kernels write it
+            self.kv = KVBuffer({p: self.sessions[p] for p in ("decoder", "prefill") if p in self.sessions},
+                               self.past_names, self.present_names, self.logits_name, self.kv_shape,
+                               manifest.model.vocab_size)
+            self.name += "-kvbuffer"
+        elif self.io_binding:
             self.name += "-iobinding"
 
     def vision(self, pixel_values: np.ndarray) -> np.ndarray:
@@ -149,7 +163,11 @@ class OnnxRuntimeBackend(BundleEngine):
         return self.sessions["audio"].run([self.audio_output], feed)[0]
 
     def empty_cache(self) -> list:
+        if self.kv is not None:
+            return self.kv.empty()
         empty = np.zeros(self.kv_shape, np.float32)
+        if self.fused:  # copies in and out: the arrays and the length of them that is valid
+            return [empty for _ in self.past_names], 0
         if self.io_binding:
             import onnxruntime as ort
 
@@ -158,6 +176,8 @@ class OnnxRuntimeBackend(BundleEngine):
 
     def decoder(self, inputs_embeds: np.ndarray, position_ids: np.ndarray, cache: list) -> tuple[np.ndarray, list]:
         inputs_embeds = np.ascontiguousarray(inputs_embeds, dtype=np.float32)
+        if self.fused:
+            return self._fused_decoder(inputs_embeds, np.ascontiguousarray(position_ids, dtype=np.int64), cache)
         if not self.io_binding:
             feed = {self.embeds_name: inputs_embeds, self.positions_name: position_ids}
             feed.update(zip(self.past_names, cache))
@@ -175,6 +195,25 @@ class OnnxRuntimeBackend(BundleEngine):
         session.run_with_iobinding(binding)
         outputs = binding.get_outputs()
         return outputs[0].numpy(), list(outputs[1:])
+
+    def _fused_decoder(self, inputs_embeds: np.ndarray, position_ids: np.ndarray, cache):
+        """The fused decoder reads the cache up to the last position id, so the positions must be the ones right
+        after the cache's valid length (as the generation loop's always are)."""
+        count = inputs_embeds.shape[1]
+        length = cache.length if self.kv is not None else cache[1]
+        if position_ids.shape != (1, count) or not np.array_equal(position_ids[0], np.arange(length, length + count)):
+            raise ValueError(f"the fused decoder continues its cache at position {length}: position_ids must be "
+                             f"{length} .. {length + count - 1}")
+        part = "prefill" if count > 1 and "prefill" in self.sessions else "decoder"
+        inputs = {self.embeds_name: inputs_embeds, self.positions_name: position_ids}
+        if self.kv is not None:
+            return self.kv.run(part, inputs, cache, count)
+        arrays, length = cache
+        if length + count > self.kv_shape[2]:
+            raise capacity_error(length + count, self.kv_shape[2])
+        inputs.update(zip(self.past_names, arrays))
+        outputs = self.sessions[part].run([self.logits_name, *self.present_names], inputs)
+        return outputs[0], (outputs[1:], length + count)
 
 
 def make_backend(directory: Path, manifest: Manifest, backend: str = "auto", threads: int | None = None) -> BundleEngine:

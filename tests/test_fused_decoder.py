@@ -1,0 +1,114 @@
+"""The int8 / int4 decoder: onnxruntime's GroupQueryAttention over one preallocated KV buffer, written in place."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from r1omni_edge.bundle import FUSED_DECODER, PRECISION_TABLE, PartPlan, load_bundle
+from r1omni_edge.errors import InputError
+from r1omni_edge.export.exporter import ExportOptions, export_bundle
+from r1omni_edge.runtime import Recognizer
+from r1omni_edge.runtime.backends import OnnxRuntimeBackend
+
+
+def _runtime(path, io_binding=None):
+    manifest = load_bundle(path)
+    return Recognizer(path, manifest, OnnxRuntimeBackend(path, manifest, "cpu", io_binding=io_binding))
+
+
+@pytest.fixture(scope="module")
+def fused_fp32(recognizer, tmp_path_factory, request):
+    """The fused graph at fp32 (no quantization), so that it must give the PyTorch decoder's tokens exactly."""
+    plan = PRECISION_TABLE["fp32"]
+    fused = replace(plan, parts={**plan.parts, "decoder": PartPlan("fp32", "none", FUSED_DECODER)})
+    patch = pytest.MonkeyPatch()
+    patch.setitem(PRECISION_TABLE, "fp32", fused)
+    try:
+        path = tmp_path_factory.mktemp("fused") / "fp32"
+        export_bundle(recognizer, path, ExportOptions(precision="fp32"))
+    finally:
+        patch.undo()
+    return path
+
+
+def test_fused_fp32_decoder_gives_the_pytorch_tokens(fused_fp32, recognizer, clips):
+    runtime = _runtime(fused_fp32)
+    assert runtime.backend.name.endswith("kvbuffer") and runtime.manifest.kv_capacity > 0
+    for clip in clips.values():
+        expected = recognizer.recognize_file(clip, max_new_tokens=24, constrain=False)
+        got = runtime.recognize_file(clip, max_new_tokens=24, constrain=False)
+        assert got.token_ids == expected.token_ids and len(got.token_ids) >= 8
+
+
+def test_int8_fused_decoder_keeps_every_label(bundles, recognizer, clips):
+    runtime = _runtime(bundles["int8"][1])
+    assert runtime.manifest.parts["decoder"].attention == FUSED_DECODER
+    for clip in clips.values():
+        assert runtime.recognize_file(clip, mode="label").label == recognizer.recognize_file(clip, mode="label").label
+
+
+@pytest.mark.parametrize("precision", ["int8", "int4"])
+def test_shared_buffer_decodes_as_copies_do(precision, bundles, clips):
+    """In place (IOBinding on one buffer) against copies in and out of the same graph; int4 also runs its int8
+    prefill part on the shared buffer."""
+    path = bundles[precision][1]
+    shared, copied = _runtime(path), _runtime(path, io_binding=False)
+    assert shared.backend.kv is not None and copied.backend.kv is None
+    assert ("prefill" in shared.backend.sessions) == (precision == "int4")
+    for clip in (clips["av"], clips["video_only"], clips["av"]):  # the prefix cache serves clip after clip
+        expected = copied.recognize_file(clip, max_new_tokens=20)
+        got = shared.recognize_file(clip, max_new_tokens=20)
+        assert got.token_ids == expected.token_ids
+        assert got.probabilities == pytest.approx(expected.probabilities, abs=1e-6)
+
+
+def test_the_buffer_is_never_read_past_its_valid_length(bundles, clips):
+    """Everything past the prompt prefix is NaN before the clip: one read of it would poison the logits."""
+    runtime = _runtime(bundles["int8"][1])
+    expected = runtime.recognize_file(clips["av"], max_new_tokens=16)
+    prefix = max(len(p.prefix_ids) for p in runtime.manifest.prompt.values())
+    for array in runtime.backend.kv.arrays:
+        array[:, :, prefix:] = np.nan
+    got = runtime.recognize_file(clips["av"], max_new_tokens=16)
+    assert got.token_ids == expected.token_ids
+    assert np.isfinite(list(got.probabilities.values())).all()
+    assert got.probabilities == pytest.approx(expected.probabilities, abs=1e-6)
+
+
+def test_a_cache_never_changes_once_handed_out(bundles):
+    """Two caches from the empty one write the same positions; the first is kept intact (copied out, then back)."""
+    path = bundles["int8"][1]
+    shared, copied = _runtime(path).backend, _runtime(path, io_binding=False).backend
+    rng = np.random.default_rng(0)
+    first, second, step = (rng.standard_normal((1, n, shared.manifest.model.hidden_size)).astype(np.float32)
+                           for n in (7, 5, 1))
+
+    def run(engine):
+        _, a = engine.decoder(first, np.arange(7)[None], engine.empty_cache())
+        _, b = engine.decoder(second, np.arange(5)[None], engine.empty_cache())  # overwrites positions 0 .. 4
+        after_a, _ = engine.decoder(step, np.array([[7]]), a)
+        after_b, _ = engine.decoder(step, np.array([[5]]), b)
+        again_a, _ = engine.decoder(step, np.array([[7]]), a)
+        return after_a, after_b, again_a
+
+    for got, expected in zip(run(shared), run(copied)):
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="position_ids must be 7 .. 7"):
+        _, a = shared.decoder(first, np.arange(7)[None], shared.empty_cache())
+        shared.decoder(step, np.array([[9]]), a)
+
+
+def test_a_prompt_longer_than_the_buffer_is_refused(recognizer, bundles, clips, tmp_path):
+    path = tmp_path / "small"
+    manifest = export_bundle(recognizer, path, ExportOptions(precision="int8", kv_capacity=64))
+    assert manifest.kv_capacity == 64
+    runtime = _runtime(path)
+    with pytest.raises(InputError, match="need .* positions, but this bundle's KV buffer holds 64.*--kv-capacity"):
+        runtime.recognize_file(clips["av"], max_new_tokens=8)
+    engine = runtime.backend
+    hidden = manifest.model.hidden_size
+    with pytest.raises(InputError, match="KV buffer holds 64"):
+        engine.decoder(np.zeros((1, 65, hidden), np.float32), np.arange(65)[None], engine.empty_cache())
+    with pytest.raises(InputError, match="--kv-capacity sizes the fused decoder"):
+        export_bundle(recognizer, tmp_path / "fp32", ExportOptions(precision="fp32", kv_capacity=64))
