@@ -1,6 +1,7 @@
 """The physical floors of this machine, measured through onnxruntime with the runtime's own thread count: the read
 bandwidth over a buffer far larger than the last-level cache, and the fp32 and int8 matrix-multiply rates (int8 with
-the CPU's VNNI / AMX kernels through MatMulInteger, so int8 stages get an int8 yardstick).
+the CPU's VNNI / AMX kernels through MatMulInteger, so int8 stages get an int8 yardstick); and what onnxruntime's
+int8 matrix-vector kernel itself reads per second, the ceiling of int8 decode with these kernels.
 
     .venv/bin/python benchmarks/floors.py [--threads 2]
 
@@ -91,12 +92,50 @@ def matmul_rate(threads: int, kind: str = "fp32", n: int = 2048, repeats: int = 
     return 2 * n**3 / seconds / 1e9
 
 
+def int8_gemv_gbs(threads: int, size_bytes: int | None = None, repeats: int = 3) -> float:
+    """What onnxruntime's int8 matrix-vector kernel (the one int8 decode runs: MatMulInteger with constant, prepacked
+    int8 weights and one row of uint8 activations) reads per second over weights of at least 4x the last-level
+    cache, in (896, 4864) blocks as the decoder's MLP has them. Decode cannot beat this rate with these kernels, so
+    the gap between it and ``memory_gbs`` is the kernel's, not the runtime's."""
+    import tempfile
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    size = size_bytes or max(GIB, 4 * last_level_cache_bytes())
+    rows, cols = 896, 4864
+    count = -(-size // (rows * cols))
+    rng = np.random.default_rng(0)
+    nodes, weights, outputs = [], [], []
+    for i in range(count):
+        weights.append(numpy_helper.from_array(rng.integers(-127, 127, (rows, cols), dtype=np.int8), f"w{i}"))
+        nodes.append(helper.make_node("MatMulInteger", ["x", f"w{i}"], [f"y{i}"]))
+        outputs.append(helper.make_tensor_value_info(f"y{i}", TensorProto.INT32, [1, cols]))
+    graph = helper.make_graph(nodes, "gemv", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, rows])],
+                              outputs, weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with tempfile.TemporaryDirectory() as tmp:  # over the 2 GB protobuf limit: the weights in an external file
+        path = Path(tmp) / "gemv.onnx"
+        onnx.save_model(model, str(path), save_as_external_data=True, location="gemv.data")
+        del model, graph, weights
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    x = rng.integers(0, 255, (1, rows), dtype=np.uint8)
+    seconds = _best_seconds(lambda: session.run(None, {"x": x}), repeats)
+    return count * rows * cols / seconds / 1e9
+
+
 def measure(threads: int) -> dict:
     bandwidth, read = read_bandwidth_gbs(threads)
     return {"threads": threads, "last_level_cache_mb": round(last_level_cache_bytes() / (1 << 20)),
             "read_buffer_mb": round(read / (1 << 20)), "memory_gbs": round(bandwidth, 2),
             "matmul_gflops": round(matmul_rate(threads, "fp32"), 1),
-            "int8_matmul_gops": round(matmul_rate(threads, "int8"), 1)}
+            "int8_matmul_gops": round(matmul_rate(threads, "int8"), 1),
+            "int8_gemv_gbs": round(int8_gemv_gbs(threads), 2)}
 
 
 def main() -> None:

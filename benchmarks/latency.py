@@ -139,7 +139,9 @@ def summarise(runs: list[dict]) -> dict:
 
 
 def child(args) -> None:
-    if args.child == "torch":
+    if args.child == "floors":
+        result = measure_floors(args.threads or os.cpu_count() or 1)
+    elif args.child == "torch":
         result = run_torch(args.tokens, args.repeats)
     elif args.child == "generate":
         result = run_transformers_generate(args.tokens, args.repeats)
@@ -184,10 +186,38 @@ def floors(report: dict) -> dict:
         if "decoder_bytes" in row:
             ratios["decode"] = round(row["decode_per_token"] / (row["decoder_bytes"] / bandwidth * 1e3), 2)
             ratios["decode_gbs"] = round(row["decoder_bytes"] / (row["decode_per_token"] / 1e3) / 1e9, 2)
+            if row.get("precision") == "int8" and report["floors"].get("int8_gemv_gbs"):  # the kernel's own ceiling
+                ratios["decode_vs_gemv"] = round(row["decode_per_token"] / (
+                    row["decoder_bytes"] / (report["floors"]["int8_gemv_gbs"] * 1e9) * 1e3), 2)
             if ratios["decode_gbs"] > report["floors"]["memory_gbs"]:
                 print(f"warning: {name} decoded at {ratios['decode_gbs']} GB/s, above the measured read floor of "
                       f"{report['floors']['memory_gbs']} GB/s: the floor understates this machine", flush=True)
         out[name] = ratios
+    return out
+
+
+def goals(report: dict) -> list[tuple[str, str, bool]]:
+    """Issue 13's goals, as measured in this run: (goal, what was measured, met)."""
+    configs, ratios = report["configs"], report["vs_floor"]
+    by_precision = {row.get("precision"): (name, row) for name, row in configs.items() if row.get("precision")}
+    out = []
+    genai = configs.get("onnxruntime-genai int4 (decoder only)")
+    if genai and "int4" in by_precision:
+        ours = by_precision["int4"][1]["decode_per_token"]
+        out.append(("int4 decode at least 10% faster than onnxruntime-genai",
+                    f"{ours:.1f} against {genai['decode_per_token']:.1f} ms/token "
+                    f"({1 - ours / genai['decode_per_token']:+.0%} faster)", ours <= 0.9 * genai["decode_per_token"]))
+    if "int8" in by_precision:
+        name, _ = by_precision["int8"]
+        out.append(("int8 decode within 1.3x of its bandwidth floor", f"{ratios[name]['decode']}x",
+                    ratios[name]["decode"] <= 1.3))
+    if "int8" in by_precision and "int4" in by_precision:
+        int8, int4 = by_precision["int8"][1]["prefill"], by_precision["int4"][1]["prefill"]
+        out.append(("int4 prefill at or under int8's", f"{int4:,.0f} against {int8:,.0f} ms", int4 <= int8))
+    torch = configs.get("PyTorch eager fp32")
+    if torch and "int8" in by_precision:
+        speedup = torch["total"] / by_precision["int8"][1]["total"]
+        out.append(("int8 clip (full) at least 3x faster than PyTorch eager fp32", f"{speedup:.2f}x", speedup >= 3))
     return out
 
 
@@ -199,15 +229,19 @@ def markdown(report: dict) -> str:
         lines.append(f"| {name} | " + " | ".join("-" if c is None else f"{c:,.0f}" if c >= 100 else f"{c:.1f}"
                                                for c in cells) + " |")
     lines += ["", "Ratio to the floor (1.0 = at the physical limit measured in this run):", "",
-              "| configuration | vision | audio | prefill | decode | decode GB/s |", "|---|---|---|---|---|---|"]
+              "| configuration | vision | audio | prefill | decode | decode GB/s | decode / int8 GEMV ceiling |",
+              "|---|---|---|---|---|---|---|"]
     for name, ratios in report["vs_floor"].items():
-        lines.append(f"| {name} | " + " | ".join(str(ratios.get(k, "-")) for k in ("vision", "audio", "prefill",
-                                                                                 "decode", "decode_gbs")) + " |")
+        lines.append(f"| {name} | " + " | ".join(str(ratios.get(k, "-")) for k in (
+            "vision", "audio", "prefill", "decode", "decode_gbs", "decode_vs_gemv")) + " |")
     floor = report["floors"]
     lines += ["", f"Floors ({floor['threads']} onnxruntime threads): read {floor['memory_gbs']} GB/s over "
               f"{floor['read_buffer_mb']} MB (last-level cache {floor['last_level_cache_mb']} MB); fp32 matmul "
               f"{floor['matmul_gflops']} GFLOP/s (fp32 configurations); int8 matmul {floor['int8_matmul_gops']} GOP/s "
-              "(int8 / int4 bundles)."]
+              f"(int8 / int4 bundles); onnxruntime's int8 matrix-vector kernel read {floor.get('int8_gemv_gbs', '-')} "
+              "GB/s (the ceiling of int8 decode with these kernels)."]
+    lines += ["", "| goal | measured | met |", "|---|---|---|"]
+    lines += [f"| {goal} | {measured} | {'yes' if met else 'no'} |" for goal, measured, met in report["goals"]]
     return "\n".join(lines)
 
 
@@ -257,14 +291,21 @@ def main() -> None:
     if args.child:
         child(args)
         return
+    if args.genai:
+        try:
+            import onnxruntime_genai  # noqa: F401
+        except ImportError:
+            parser.error("--genai needs onnxruntime-genai: pip install -e '.[bench]'")
     info = machine_info()
     print_header("latency, R1-Omni-0.5B shapes", info)
-    report = {"benchmark": "latency", "machine": info, "tokens": args.tokens,
-              "floors": measure_floors(args.threads or os.cpu_count() or 1), "configs": {}}
+    # The floors run in a process of their own too: Linux hands a parent's peak RSS down to every child it forks,
+    # so the parent stays small.
+    report = {"benchmark": "latency", "machine": info, "tokens": args.tokens, "floors": in_process("floors", args),
+              "configs": {}}
     floor = report["floors"]
     print(f"floors ({floor['threads']} threads): read {floor['memory_gbs']} GB/s over {floor['read_buffer_mb']} MB "
           f"(last-level cache {floor['last_level_cache_mb']} MB), fp32 matmul {floor['matmul_gflops']} GFLOP/s, "
-          f"int8 matmul {floor['int8_matmul_gops']} GOP/s", flush=True)
+          f"int8 matmul {floor['int8_matmul_gops']} GOP/s, int8 GEMV {floor['int8_gemv_gbs']} GB/s", flush=True)
     names = ([] if args.skip_torch else ["torch"]) + ["generate"] + (["genai"] if args.genai else []) + list(args.bundles)
     for name in names:
         print(f"running {name} ...", flush=True)
@@ -273,6 +314,7 @@ def main() -> None:
         result = in_process(name, args)
         report["configs"][label or f"runtime {result['precision']} ({Path(name).name})"] = result
     report["vs_floor"] = floors(report)
+    report["goals"] = goals(report)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latency.json").write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)

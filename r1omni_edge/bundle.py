@@ -297,7 +297,8 @@ class Manifest:
         if version not in READABLE_VERSIONS:
             raise BundleError(
                 f"{source}: bundle format version {version} is not supported by this runtime "
-                f"(it reads version {FORMAT_VERSION}); export the bundle again with this version of r1omni-edge"
+                f"(it reads versions {', '.join(map(str, READABLE_VERSIONS))}); export the bundle again with this "
+                "version of r1omni-edge"
             )
         manifest, problems = build(cls, data)
         if not problems:

@@ -294,7 +294,7 @@ def edit(manifest: dict, case: str):
 
 
 MANIFEST_CASES = {
-    "no_vision": "parts: must be exactly vision, audio, decoder, found audio, decoder",
+    "no_vision": "parts: must be vision, audio, decoder (and optionally prefill), found audio, decoder",
     "no_stop_ids": "tokens.stop_ids: missing",
     "no_prompt": "prompt.video_audio: missing",
     "no_labels": "labels: empty",

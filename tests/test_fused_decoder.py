@@ -112,3 +112,27 @@ def test_a_prompt_longer_than_the_buffer_is_refused(recognizer, bundles, clips, 
         engine.decoder(np.zeros((1, 65, hidden), np.float32), np.arange(65)[None], engine.empty_cache())
     with pytest.raises(InputError, match="--kv-capacity sizes the fused decoder"):
         export_bundle(recognizer, tmp_path / "fp32", ExportOptions(precision="fp32", kv_capacity=64))
+
+
+def test_the_manifest_states_the_decoders_and_checks_them(bundles):
+    """Each part's attention kind and the buffer's capacity are in the manifest; a prefill part must be the
+    decoder's twin; a fused decoder needs a fixed capacity; version 2 manifests (plain decoders) still load."""
+    from r1omni_edge.bundle import Manifest
+
+    int4, int8, fp32 = (bundles[p][0] for p in ("int4", "int8", "fp32"))
+    assert int4.parts["prefill"].precision == "int8" and int4.parts["decoder"].precision == "int4"
+    assert int4.kv_capacity == int8.kv_capacity == int8.parts["decoder"].inputs[2].shape[2]
+    assert fp32.kv_capacity is None and "prefill" not in int8.parts
+    data = int4.to_dict()
+    data["parts"]["prefill"]["inputs"] = data["parts"]["prefill"]["inputs"][:-2]
+    data["parts"]["decoder"]["inputs"][2]["shape"][2] = "past_sequence"
+    with pytest.raises(Exception, match="parts.prefill: .*decoder's.*a fixed number of positions, found "
+                                        "'past_sequence'"):
+        Manifest.from_dict(data)
+    old = fp32.to_dict()
+    old["format_version"] = 2
+    assert Manifest.from_dict(old).kv_capacity is None
+    old["format_version"] = 99
+    with pytest.raises(Exception, match="format version 99 is not supported by this runtime \\(it reads versions "
+                                        "2, 3\\)"):
+        Manifest.from_dict(old)
