@@ -164,6 +164,28 @@ def _parser() -> argparse.ArgumentParser:
                              "together; default: the longest prompt + 2,048 tokens)")
     export.set_defaults(func=cmd_export)
 
+    batch = sub.add_parser("batch", help="recognize a whole archive of clips on Ray (one machine or a cluster), "
+                                         "resumable, one row per clip")
+    source = batch.add_mutually_exclusive_group(required=True)
+    source.add_argument("--bundle", help="an exported bundle")
+    source.add_argument("--model", help="a checkpoint directory (PyTorch, on the CPU)")
+    batch.add_argument("--input", required=True, metavar="DIR|FILE.csv|FILE.jsonl",
+                       help="a folder of clips (searched recursively), or a list with a 'path' and an optional "
+                            "'label' column")
+    batch.add_argument("--output", required=True, metavar="OUT.jsonl|OUT.parquet",
+                       help="the rows; rerunning the same command skips the clips it already holds")
+    batch.add_argument("--labels", choices=LABEL_SET_NAMES,
+                       help="score the run: ground truth from the list's 'label' column or the clips' folder names")
+    batch.add_argument("--mode", choices=("full", "label"), default="full")
+    _add_audio_front_end(batch)
+    batch.add_argument("--max-new-tokens", type=POSITIVE_INT, help=MAX_NEW_TOKENS_HELP)
+    batch.add_argument("--workers", type=POSITIVE_INT, default=1, help="model copies (Ray actors), each loaded once")
+    batch.add_argument("--batch-size", type=POSITIVE_INT, default=4, help="clips per actor call and per write")
+    batch.add_argument("--ray-address", metavar="ADDR",
+                       help="join a Ray cluster (auto, ray://host:port); without it Ray runs on this machine")
+    batch.add_argument("--backend", choices=BACKENDS, default="cpu", help="a bundle's backend on the workers")
+    batch.set_defaults(func=cmd_batch)
+
     verify = sub.add_parser("verify", help="compare a bundle with the PyTorch model, part by part and clip by clip")
     verify.add_argument("bundle", help="bundle directory")
     _add_model_args(verify)
@@ -465,6 +487,40 @@ def cmd_export(args: argparse.Namespace) -> int:
           f"in {time.perf_counter() - start:.1f} s")
     for name, info in manifest.files.items():
         print(f"  {name:32s} {info['bytes'] / 1e6:10.2f} MB")
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    try:
+        from .batch.job import BatchOptions, run_batch
+        from .batch.report import summary_line
+    except ImportError as exc:
+        raise InputError(f"batch needs Ray Data ({exc.name} is missing): pip install 'r1omni-edge[batch]'") from None
+    from tqdm import tqdm
+
+    bar = None
+
+    def progress(done: int, errors: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="clip", file=sys.stderr, dynamic_ncols=True)
+        bar.n = done
+        bar.set_postfix(errors=errors, refresh=False)
+        bar.refresh()
+
+    options = BatchOptions(mode=args.mode, audio_window=args.audio_window, audio_gate=args.audio_gate,
+                           max_new_tokens=args.max_new_tokens,
+                           workers=args.workers, ray_address=args.ray_address, batch_size=args.batch_size,
+                           backend=args.backend, labels=args.labels)
+    summary = run_batch(args.bundle or args.model, args.input, args.output, options, progress)
+    if bar is not None:
+        bar.close()
+    print(f"{summary.clips} clips: {summary.skipped} already in {args.output}, {summary.written} written "
+          f"({summary.errors} failed) in {summary.seconds:.1f} s")
+    if summary.report is not None:
+        print(summary_line(summary.report))
+        for path in summary.report_files:
+            print(f"  {path}")
     return 0
 
 

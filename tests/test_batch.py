@@ -1,0 +1,141 @@
+"""Batch recognition over an archive on Ray Data (embedded): one row per clip, errors as rows, resume, scores."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytest.importorskip("ray")
+
+from r1omni_edge.batch.job import BatchOptions, run_batch  # noqa: E402
+from r1omni_edge.batch.store import ResultStore  # noqa: E402
+from r1omni_edge.labels import confusion_matrix, uar, war  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def archive(clips, tmp_path_factory):
+    """Two labelled folders: good clips, a clip without audio, a corrupt file and a text file named .mp4."""
+    root = tmp_path_factory.mktemp("archive")
+    (root / "happy").mkdir()
+    (root / "sad").mkdir()
+    shutil.copy(clips["av"], root / "happy" / "a.mp4")
+    shutil.copy(clips["short"], root / "happy" / "b.mp4")
+    shutil.copy(clips["video_only"], root / "sad" / "silent.mp4")
+    data = clips["av"].read_bytes()
+    (root / "sad" / "corrupt.mp4").write_bytes(data[: len(data) // 3] + os.urandom(2000))
+    (root / "sad" / "notes.mp4").write_text("this is not a video\n")
+    (root / "readme.txt").write_text("not listed: not a video suffix\n")
+    return root
+
+
+@pytest.fixture(scope="module", params=[".jsonl", ".parquet"])
+def first_run(request, bundles, archive, tmp_path_factory):
+    out = tmp_path_factory.mktemp("batch") / f"rows{request.param}"
+    summary = run_batch(bundles["fp32"][1], archive, out, BatchOptions(mode="label", labels="mafw", workers=2))
+    return out, summary
+
+
+def test_one_row_per_clip_with_errors_where_they_belong(first_run, archive):
+    out, summary = first_run
+    rows = {os.path.relpath(r["path"], archive): r for r in ResultStore(out).read()}
+    assert sorted(rows) == ["happy/a.mp4", "happy/b.mp4", "sad/corrupt.mp4", "sad/notes.mp4", "sad/silent.mp4"]
+    assert summary.clips == 5 and summary.written == 5 and summary.skipped == 0
+    for good in ("happy/a.mp4", "happy/b.mp4", "sad/silent.mp4"):
+        row = rows[good]
+        assert row["error"] is None and row["label"] in row["probabilities"] and len(row["sha256"]) == 64
+        assert row["truth"] == good.split("/")[0]
+    assert rows["happy/a.mp4"]["audio"] == "present" and rows["sad/silent.mp4"]["audio"] == "missing"
+    for bad in ("sad/corrupt.mp4", "sad/notes.mp4"):
+        assert rows[bad]["error"] and rows[bad]["label"] is None and "Traceback" not in rows[bad]["error"]
+    assert "notes.mp4" in rows["sad/notes.mp4"]["error"]
+    assert summary.errors == sum(bool(r["error"]) for r in rows.values()) == 2
+    assert all(":" in r["worker"] for r in rows.values())  # host:pid of the worker that ran the clip
+
+
+def test_scores_equal_labels_py_on_the_same_predictions(first_run):
+    out, summary = first_run
+    rows = ResultStore(out).read()
+    truth = [r["truth"] for r in rows]
+    predicted = [None if r["error"] else r["label"] for r in rows]
+    report = json.loads(out.with_name("rows.metrics.json").read_text())
+    assert report["war"] == pytest.approx(war(truth, predicted)) and report["uar"] == pytest.approx(uar(truth, predicted))
+    assert report["clips"] == 5 and report["errors"] == 2
+    from r1omni_edge.labels import label_set
+
+    assert report["confusion"] == confusion_matrix(truth, predicted, label_set("mafw"))[1]
+    assert out.with_name("rows.confusion.png").stat().st_size > 1000 and summary.report == report
+
+
+def test_a_rerun_skips_what_the_output_holds(first_run, bundles, archive):
+    out, _ = first_run
+    summary = run_batch(bundles["fp32"][1], archive, out, BatchOptions(mode="label", labels="mafw"))
+    assert summary.skipped == 5 and summary.written == 0 and len(ResultStore(out).read()) == 5
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_a_killed_run_resumes_to_exactly_one_row_per_clip(suffix, bundles, archive, tmp_path):
+    """The CLI is killed once rows are written; the same command then finishes the archive."""
+    out = tmp_path / f"rows{suffix}"
+    command = [sys.executable, "-m", "r1omni_edge.cli", "batch", "--bundle", str(bundles["fp32"][1]), "--input",
+               str(archive), "--output", str(out), "--mode", "label", "--batch-size", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if out.exists() and 1 <= len(ResultStore(out).read()) < 5:
+            break
+        time.sleep(0.2)
+    partial = len(ResultStore(out).read()) if out.exists() else 0
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert 1 <= partial < 5, "the run was not caught midway"
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = ResultStore(out).read()
+    assert len(rows) == 5 and len({r["path"] for r in rows}) == 5
+
+
+def test_lists_name_their_clips_and_labels(tmp_path, clips):
+    from r1omni_edge.batch.archive import list_archive
+    from r1omni_edge.errors import InputError
+    from r1omni_edge.labels import label_set
+
+    mafw = label_set("mafw")
+    (tmp_path / "clips").mkdir()
+    shutil.copy(clips["av"], tmp_path / "clips" / "x.mp4")
+    listing = tmp_path / "list.csv"
+    listing.write_text("path,label\nclips/x.mp4,Happy\n")
+    (clip,) = list_archive(listing, mafw)
+    assert clip.path == str((tmp_path / "clips" / "x.mp4").resolve()) and clip.truth == "happy"
+    (tmp_path / "list.jsonl").write_text(json.dumps({"path": str(tmp_path / "clips" / "x.mp4")}) + "\n\n")
+    assert list_archive(tmp_path / "list.jsonl", mafw)[0].truth is None
+    listing.write_text("file,label\nclips/x.mp4,happy\n")
+    with pytest.raises(InputError, match="list.csv: the CSV has no 'path' column"):
+        list_archive(listing, mafw)
+    listing.write_text("path,label\nclips/x.mp4,joyful-ish\n")
+    with pytest.raises(InputError, match="list.csv:2: label 'joyful-ish' is not one of"):
+        list_archive(listing, mafw)
+    (tmp_path / "bad.jsonl").write_text('{"path": "a.mp4"}\nnot json\n')
+    with pytest.raises(InputError, match="bad.jsonl:2: not JSON"):
+        list_archive(tmp_path / "bad.jsonl", mafw)
+    with pytest.raises(InputError, match="--input takes a folder of clips, a .csv or a .jsonl list, not a .txt"):
+        (tmp_path / "x.txt").write_text("x")
+        list_archive(tmp_path / "x.txt", mafw)
+
+
+def test_an_output_of_something_else_is_refused(tmp_path):
+    from r1omni_edge.errors import InputError
+
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"user": 1}\n')
+    with pytest.raises(InputError, match="not rows of this job; write to a new --output"):
+        ResultStore(other)
+    with pytest.raises(InputError, match="--output must end in .jsonl or .parquet"):
+        ResultStore(tmp_path / "rows.csv")
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text('{"path": "/a.mp4", "error": null}\n{"path": "/b.m')
+    assert [r["path"] for r in ResultStore(cut).read()] == ["/a.mp4"] and cut.read_text().endswith("}\n")
