@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +140,69 @@ def test_an_output_of_something_else_is_refused(tmp_path):
     cut = tmp_path / "cut.jsonl"
     cut.write_text('{"path": "/a.mp4", "error": null}\n{"path": "/b.m')
     assert [r["path"] for r in ResultStore(cut).read()] == ["/a.mp4"] and cut.read_text().endswith("}\n")
+
+
+@pytest.fixture
+def local_cluster(tmp_path):
+    """A real Ray cluster on this machine: a head bound to 127.0.0.1 and one more node, one CPU each. The in-process
+    runs' embedded Ray goes down first: `ray stop` at the end stops every Ray of this machine."""
+    import socket
+    import tempfile
+
+    import ray as ray_module
+
+    ray_module.shutdown()
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ray = [str(Path(sys.executable).with_name("ray"))]
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths live under it
+    env = dict(os.environ, RAY_AUTH_MODE="token")
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
+    subprocess.run(ray + ["start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}",
+                          *common], env=env, check=True, capture_output=True, timeout=120)
+    try:
+        subprocess.run(ray + ["start", f"--address=127.0.0.1:{port}", *common], env=env, check=True,
+                       capture_output=True, timeout=120)
+        yield f"127.0.0.1:{port}", env
+    finally:
+        subprocess.run(ray + ["stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_cluster_run_equals_the_embedded_one_and_survives_a_killed_worker(local_cluster, bundles, archive, clips,
+                                                                           tmp_path):
+    address, env = local_cluster
+    bigger = tmp_path / "archive"
+    shutil.copytree(archive, bigger)
+    for index in range(8):  # enough clips for a worker to be killed mid-run
+        shutil.copy(clips["av"], bigger / "happy" / f"copy{index}.mp4")
+    command = [sys.executable, "-m", "r1omni_edge.cli", "batch", "--bundle", str(bundles["fp32"][1]), "--input",
+               str(bigger), "--mode", "label", "--batch-size", "1", "--workers", "2"]
+    embedded = tmp_path / "embedded.jsonl"
+    assert subprocess.run(command + ["--output", str(embedded)], env=env, capture_output=True,
+                          timeout=300).returncode == 0
+    clustered = tmp_path / "cluster.jsonl"
+    process = subprocess.Popen(command + ["--output", str(clustered), "--ray-address", address], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline, killed = time.time() + 180, None
+    while time.time() < deadline and process.poll() is None and killed is None:
+        if clustered.exists() and len(ResultStore(clustered).read()) >= 2:
+            workers = subprocess.run(["pgrep", "-f", "ray::MapWorker"], capture_output=True, text=True).stdout.split()
+            if workers:
+                killed = int(workers[0])
+                os.kill(killed, signal.SIGKILL)
+        time.sleep(0.1)
+    _, err = process.communicate(timeout=300)
+    assert killed is not None, "no worker was caught mid-run"
+    assert process.returncode == 0, err[-2000:]
+    rows, reference = ResultStore(clustered).read(), ResultStore(embedded).read()
+    assert len(rows) == len({r["path"] for r in rows}) == len(reference) == 13
+    by_path = {r["path"]: r for r in reference}
+    for row in rows:
+        expected = by_path[row["path"]]
+        assert (row["label"], bool(row["error"]), row["sha256"]) == (expected["label"], bool(expected["error"]),
+                                                                    expected["sha256"])
+        if row["probabilities"]:
+            assert row["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-5)
