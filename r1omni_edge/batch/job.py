@@ -17,6 +17,7 @@ from typing import Callable
 
 from ..errors import InputError, R1OmniError
 from ..labels import label_set
+from ..pipeline.recognizer import MODES
 from .archive import list_archive
 from .report import score, write_report
 from .store import ResultStore, plain_value
@@ -71,29 +72,32 @@ class ClipWorker:
         self.prefetch = ThreadPoolExecutor(1)  # PyAV decodes without the GIL: the next clip decodes meanwhile
 
     def _decode(self, path: str):
+        """-> ((sha256, bytes) or None, the decoded clip or None, its decode time in ms, an error or None)."""
         try:
             digest = file_digest(path)
         except OSError as exc:
-            return None, None, f"cannot read the file ({exc.strerror or exc})"
+            return None, None, 0.0, f"cannot read the file ({exc.strerror or exc})"
+        start = time.perf_counter()
         try:
-            return digest, self.recognizer.processor.decode(path), None
+            clip = self.recognizer.processor.decode(path)
         except R1OmniError as exc:
-            return digest, None, str(exc)
+            return digest, None, 0.0, str(exc)
         except Exception as exc:  # a decoder's own exception types: a clear row, never a crashed job
-            return digest, None, f"{type(exc).__name__}: {exc}"
+            return digest, None, 0.0, f"{type(exc).__name__}: {exc}"
+        return digest, clip, round((time.perf_counter() - start) * 1e3, 3), None
 
     def __call__(self, batch: dict) -> dict:
         paths, truths = list(batch["path"]), list(batch["truth"])
         rows = []
         pending = self.prefetch.submit(self._decode, paths[0]) if paths else None
         for index, (path, truth) in enumerate(zip(paths, truths)):
-            digest, clip, error = pending.result()
+            decoded = pending.result()
             if index + 1 < len(paths):
                 pending = self.prefetch.submit(self._decode, paths[index + 1])
-            rows.append(self._row(path, truth or None, digest, clip, error))
+            rows.append(self._row(path, truth or None, *decoded))
         return {key: [row[key] for row in rows] for key in ROW_KEYS}
 
-    def _row(self, path: str, truth: str | None, digest, clip, error: str | None) -> dict:
+    def _row(self, path: str, truth: str | None, digest, clip, decode_ms: float, error: str | None) -> dict:
         row = dict.fromkeys(ROW_KEYS)
         row.update(path=path, truth=truth, worker=self.where, audio_gated=False)
         if digest is not None:
@@ -104,13 +108,15 @@ class ClipWorker:
                 kwargs = {"mode": self.options.mode}
                 if self.options.max_new_tokens:
                     kwargs["max_new_tokens"] = self.options.max_new_tokens
-                result = self.recognizer.recognize(clip.frames, clip.audio, clip.sample_rate, **kwargs)
+                result = self.recognizer.recognize(clip.frames, clip.audio, clip.sample_rate,
+                                                   timings={"decode_media": decode_ms}, **kwargs)
             except R1OmniError as exc:
                 error = str(exc)
             except Exception as exc:  # noqa: BLE001 - one clip's failure is its row, not the job's end
                 error = f"{type(exc).__name__}: {exc}"
             else:
-                result.timings_ms["total"] = round((time.perf_counter() - start) * 1e3, 3)
+                # as recognize_file counts it: decoding (done ahead, on the prefetch thread) and recognition
+                result.timings_ms["total"] = round(decode_ms + (time.perf_counter() - start) * 1e3, 3)
                 row.update(label=result.label, answer=result.answer, probabilities=result.probabilities,
                            reasoning=result.reasoning, text=result.text, audio=result.audio,
                            audio_window=result.audio_window, audio_gated=result.audio_gated,
@@ -144,8 +150,8 @@ def run_batch(model: str | Path, source: str | Path, output: str | Path, options
     """Recognize every clip of ``source`` not yet in ``output``; score the output when labels are known.
     ``progress(done, errors, total)`` follows the clips of this run."""
     start = time.perf_counter()
-    if options.mode not in ("full", "label"):
-        raise InputError(f"--mode must be full or label, not {options.mode!r}")
+    if options.mode not in MODES:
+        raise InputError(f"--mode must be one of {', '.join(MODES)}, not {options.mode!r}")
     if options.workers < 1 or options.batch_size < 1:
         raise InputError(f"--workers and --batch-size must be at least 1, got {options.workers} and "
                          f"{options.batch_size}")
