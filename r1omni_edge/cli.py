@@ -80,6 +80,14 @@ def _add_audio_front_end(parser: argparse.ArgumentParser) -> None:
                              "music); default off, the published path")
 
 
+def _add_job_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("the job on Ray (batch and eval)")
+    group.add_argument("--workers", type=POSITIVE_INT, default=1, help="model copies (Ray actors), each loaded once")
+    group.add_argument("--batch-size", type=POSITIVE_INT, default=4, help="clips per actor call and per write")
+    group.add_argument("--ray-address", metavar="ADDR",
+                       help="join a Ray cluster (auto, ray://host:port); without it Ray runs on this machine")
+
+
 def _add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
     group = parser.add_argument_group("checkpoint and towers")
     group.add_argument("--model", required=required, metavar="DIR", help="R1-Omni / HumanOmni checkpoint directory")
@@ -169,9 +177,9 @@ def _parser() -> argparse.ArgumentParser:
     source = batch.add_mutually_exclusive_group(required=True)
     source.add_argument("--bundle", help="an exported bundle")
     source.add_argument("--model", help="a checkpoint directory (PyTorch, on the CPU)")
-    batch.add_argument("--input", required=True, metavar="DIR|FILE.csv|FILE.jsonl",
-                       help="a folder of clips (searched recursively), or a list with a 'path' and an optional "
-                            "'label' column")
+    batch.add_argument("--input", required=True, metavar="DIR|FILE.csv|FILE.jsonl|FILE.json",
+                       help="a folder of clips (searched recursively), a list with a 'path' and an optional "
+                            "'label' column, or a dataset in the published JSON format")
     batch.add_argument("--output", required=True, metavar="OUT.jsonl|OUT.parquet",
                        help="the rows; rerunning the same command skips the clips it already holds")
     batch.add_argument("--labels", choices=LABEL_SET_NAMES,
@@ -179,10 +187,9 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("--mode", choices=("full", "label"), default="full")
     _add_audio_front_end(batch)
     batch.add_argument("--max-new-tokens", type=POSITIVE_INT, help=MAX_NEW_TOKENS_HELP)
-    batch.add_argument("--workers", type=POSITIVE_INT, default=1, help="model copies (Ray actors), each loaded once")
-    batch.add_argument("--batch-size", type=POSITIVE_INT, default=4, help="clips per actor call and per write")
-    batch.add_argument("--ray-address", metavar="ADDR",
-                       help="join a Ray cluster (auto, ray://host:port); without it Ray runs on this machine")
+    batch.add_argument("--data-root", metavar="DIR", help="what a list's relative paths are relative to (default: "
+                                                          "the list's folder)")
+    _add_job_args(batch)
     batch.add_argument("--backend", choices=BACKENDS, default="cpu", help="a bundle's backend on the workers")
     batch.set_defaults(func=cmd_batch)
 
@@ -253,16 +260,18 @@ def _parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("eval", help="WAR / UAR and a confusion matrix of a checkpoint or a bundle on a "
-                              "labelled dataset, decoded as predict decodes")
+                              "labelled set: the batch job, decoded as predict decodes")
     _add_model_args(evaluate, required=False)
     evaluate.add_argument("--bundle", metavar="DIR", help="evaluate an exported bundle with the runtime instead")
     evaluate.add_argument("--backend", default="auto", choices=BACKENDS,
                           help="runtime backend (with --bundle)")
-    evaluate.add_argument("--threads", type=POSITIVE_INT, help="CPU threads for onnxruntime (with --bundle)")
+    evaluate.add_argument("--threads", type=POSITIVE_INT, help="CPU threads per worker for onnxruntime (with --bundle)")
     evaluate.add_argument("--free-answer", action="store_true",
                           help="with --bundle: plain greedy, token for token what --model scores (default: the "
                                "answer chosen among the labels, as predict --bundle does)")
-    evaluate.add_argument("--data", required=True, metavar="FILE", help="dataset JSON (published format)")
+    evaluate.add_argument("--data", required=True, metavar="FILE|DIR",
+                          help="the labelled set: a dataset JSON (published format), a CSV / JSONL list with 'path' "
+                               "and 'label', or a folder of clips in folders named by label")
     evaluate.add_argument("--data-root", help="directory the dataset's video paths are relative to")
     evaluate.add_argument("--labels", choices=LABEL_SET_NAMES,
                           help="label set (default mafw; a bundle's is fixed at export)")
@@ -270,6 +279,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--synonyms", action="store_true", help="score synonyms as their label (default: exact)")
     _add_audio_front_end(evaluate)
     evaluate.add_argument("--resize", choices=("stretch", "pad"), help="with --model: default stretch")
+    evaluate.add_argument("--output", metavar="OUT.jsonl|OUT.parquet",
+                          help="keep the rows (the batch schema) and write the scores beside them; rerunning resumes "
+                               "(default: rows in a temporary folder, removed at the end)")
+    _add_job_args(evaluate)
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=cmd_eval)
 
@@ -490,12 +503,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_batch(args: argparse.Namespace) -> int:
+def _job():
+    """The batch job's entry points, or a clear line when the batch extra is not installed."""
     try:
-        from .batch.job import BatchOptions, run_batch
-        from .batch.report import summary_line
+        import pandas  # noqa: F401 - the rows travel as pandas batches
+        import ray.data  # noqa: F401
+        import tqdm  # noqa: F401
+
+        from .batch import job
     except ImportError as exc:
-        raise InputError(f"batch needs Ray Data ({exc.name} is missing): pip install 'r1omni-edge[batch]'") from None
+        raise InputError(f"this runs on Ray Data ({exc.name} is missing): pip install 'r1omni-edge[batch]'") from None
+    return job
+
+
+def _job_progress(what: str = ""):
+    """A progress bar (clips done, the rate, the errors) for run_batch, and the function that closes it."""
     from tqdm import tqdm
 
     bar = None
@@ -503,18 +525,27 @@ def cmd_batch(args: argparse.Namespace) -> int:
     def progress(done: int, errors: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, unit="clip", file=sys.stderr, dynamic_ncols=True)
+            bar = tqdm(total=total, unit="clip", file=sys.stderr, dynamic_ncols=True, desc=what or None)
         bar.n = done
         bar.set_postfix(errors=errors, refresh=False)
         bar.refresh()
 
-    options = BatchOptions(mode=args.mode, audio_window=args.audio_window, audio_gate=args.audio_gate,
-                           max_new_tokens=args.max_new_tokens,
-                           workers=args.workers, ray_address=args.ray_address, batch_size=args.batch_size,
-                           backend=args.backend, labels=args.labels)
-    summary = run_batch(args.bundle or args.model, args.input, args.output, options, progress)
-    if bar is not None:
-        bar.close()
+    return progress, lambda: bar.close() if bar is not None else None
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    job = _job()
+    from .batch.report import summary_line
+
+    options = job.BatchOptions(mode=args.mode, audio_window=args.audio_window, audio_gate=args.audio_gate,
+                               max_new_tokens=args.max_new_tokens, workers=args.workers, ray_address=args.ray_address,
+                               batch_size=args.batch_size, backend=args.backend, labels=args.labels,
+                               data_root=args.data_root)
+    progress, close = _job_progress()
+    try:
+        summary = job.run_batch(args.bundle or args.model, args.input, args.output, options, progress)
+    finally:
+        close()
     print(f"{summary.clips} clips: {summary.skipped} already in {args.output}, {summary.written} written "
           f"({summary.errors} failed) in {summary.seconds:.1f} s")
     if summary.report is not None:
@@ -577,39 +608,89 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation import agreement, evaluate_recognizer
-    from .train.data import load_dataset
+    import dataclasses
+    import tempfile
+    from pathlib import Path
 
+    from .batch.archive import list_archive
+    from .batch.report import write_report
+    from .batch.store import ResultStore
+    from .evaluation import agreement, evaluate_rows
+    from .labels import label_set
+
+    job = _job()
     if (args.model is None) == (args.bundle is None):
         raise InputError("give either --model DIR (PyTorch) or --bundle DIR (runtime), not both or neither")
+    instruction, model_options = None, {}
     if args.bundle is not None:
+        from .bundle import read_manifest
+
         _refuse([f"--{name.replace('_', '-')}" for name in ("models_dir", "siglip", "whisper", "bert", "resize")
                  if getattr(args, name) is not None], "to --model; a bundle fixed them at export")
-        recognizer = _open_bundle(args)
-        manifest = recognizer.manifest
+        manifest = read_manifest(args.bundle)
         if args.labels is not None and args.labels != manifest.label_set:
             raise InputError(f"--labels {args.labels}: the bundle answers with the {manifest.label_set} label set, "
                              f"fixed at export; export with --labels {args.labels}, or drop --labels")
+        names, instruction = manifest.label_set, manifest.instruction
     else:
         _refuse([name for name, given in (("--backend", args.backend != "auto"), ("--threads", args.threads),
                                           ("--free-answer", args.free_answer)) if given],
                 "to --bundle (the runtime), not to --model")
-        recognizer = _open_checkpoint(args, labels=args.labels, resize_mode=args.resize, dtype="fp32", device="cpu")
-    samples = load_dataset(args.data, args.data_root, recognizer.labels)
-    decoding = {"constrain": False} if args.free_answer else {}
-    policy = (recognizer.audio_window, recognizer.audio_gate)
-    published = None
-    if policy != ("full", "off"):  # a faster audio front end: measured against the published one, side by side
-        recognizer.audio_window, recognizer.audio_gate = "full", "off"
-        published = evaluate_recognizer(recognizer, samples, args.max_new_tokens, exact=not args.synonyms, **decoding)
-        recognizer.audio_window, recognizer.audio_gate = policy
-    result = evaluate_recognizer(recognizer, samples, args.max_new_tokens, exact=not args.synonyms, **decoding)
+        names = args.labels or "mafw"
+        model_options = {name: value for name, value in (
+            ("models_dir", args.models_dir), ("siglip", args.siglip), ("whisper", args.whisper), ("bert", args.bert),
+            ("allow_pickle", args.allow_pickle or None), ("resize_mode", args.resize)) if value is not None}
+    labels = label_set(names)
+    clips = list_archive(args.data, labels, args.data_root)
+    unlabelled = [clip.path for clip in clips if clip.truth is None]
+    if not clips or unlabelled:
+        raise InputError(f"{args.data}: " + (f"{len(unlabelled)} of {len(clips)} clips have no label (e.g. "
+                                             f"{unlabelled[0]})" if clips else "no clips")
+                         + "; eval needs a label for each: the published format's answer, a 'label' column, or "
+                           "folders named by label")
+    if instruction is not None:
+        other = sum(clip.instruction is not None and clip.instruction != instruction for clip in clips)
+        if other:
+            log.warning("%d of %d rows ask another instruction; the bundle answers the one it was exported with",
+                        other, len(clips))
+    options = job.BatchOptions(mode="full", audio_window=args.audio_window, audio_gate=args.audio_gate,
+                               max_new_tokens=args.max_new_tokens, constrain=False if args.free_answer else None,
+                               workers=args.workers, ray_address=args.ray_address, batch_size=args.batch_size,
+                               backend=args.backend if args.bundle else "cpu", threads=args.threads, labels=names,
+                               model_options=model_options)
+    model, exact = args.bundle or args.model, not args.synonyms
+
+    def evaluate(output: Path, opts, what: str):
+        progress, close = _job_progress(what)
+        try:
+            job.run_batch(model, clips, output, opts, progress, report=False)
+        finally:
+            close()
+        return evaluate_rows(clips, ResultStore(output).read(), labels, exact)
+
+    with tempfile.TemporaryDirectory(prefix="r1omni-eval-") as scratch:
+        output = Path(args.output) if args.output else Path(scratch) / "rows.jsonl"
+        policy = (options.audio_window, options.audio_gate)
+        published = None
+        if policy != ("full", "off"):  # a faster audio front end: measured against the published one, side by side
+            reference = dataclasses.replace(options, audio_window="full", audio_gate="off")
+            published = evaluate(output.with_name(f"{output.stem}.published{output.suffix}"), reference, "published")
+        result = evaluate(output, options, "eval")
     same = agreement(result, published) if published is not None else None
+    report = {**result.metrics(), "confusion": result.confusion, "predictions": result.predictions,
+              "errors": result.errors}
+    if published is not None:
+        report.update(audio_window=policy[0], audio_gate=policy[1], published=published.metrics(),
+                      agreement_with_published=same)
+    if args.output:
+        names_seen, matrix = result.confusion
+        scores = {"clips": len(clips), "errors": len(result.errors), **result.metrics(), "labels": names_seen,
+                  "confusion": matrix, **{k: report[k] for k in ("published", "agreement_with_published")
+                                          if k in report}}
+        report["files"] = [str(path) for path in write_report(scores, Path(args.output))]
+    for path, error in result.errors.items():
+        print(f"r1omni-edge eval: {path}: {error} (counted as wrong)", file=sys.stderr)
     if args.json:
-        report = {**result.metrics(), "confusion": result.confusion, "predictions": result.predictions}
-        if published is not None:
-            report.update(audio_window=policy[0], audio_gate=policy[1], published=published.metrics(),
-                          agreement_with_published=same)
         print(json.dumps(report))
     elif published is None:
         print(result.table())
@@ -618,6 +699,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"audio window {policy[0]}, gate {policy[1]}:\n{result.table()}\n")
         print(f"agreement with the published front end on {same['samples']} clips: label {100 * same['label']:.1f}%, "
               f"identical tokens {100 * same['identical_tokens']:.1f}%, token prefix {100 * same['token_prefix']:.1f}%")
+    if args.output and not args.json:
+        print("\n".join(f"  {path}" for path in report["files"]))
     return 0
 
 

@@ -1,17 +1,14 @@
-"""Scoring as the papers score (WAR, UAR, a confusion matrix, the format rate), and ``r1omni-edge eval``: a
-labelled dataset through the same recognizer and decoding as ``predict``, for a bundle and a checkpoint alike.
-Torch-free."""
+"""Scoring as the papers score (WAR, UAR, a confusion matrix, the format rate), and ``r1omni-edge eval``'s: a
+labelled dataset's rows from the batch job (the same recognizer and decoding as ``predict``, for a bundle and a
+checkpoint alike), scored from their generated text. Torch-free."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 from .labels import confusion_matrix, normalize_label, uar, war
-from .prompt import instruction_of, parse_answer
-
-log = logging.getLogger(__name__)
+from .prompt import parse_answer
 
 
 @dataclass
@@ -23,6 +20,7 @@ class Evaluation:
     confusion: tuple[list[str], list[list[int]]]
     predictions: list[str | None]
     token_ids: list[list[int]] = field(default_factory=list)  # what was generated, per sample
+    errors: dict[str, str] = field(default_factory=dict)  # clip path -> why it has no answer
 
     def metrics(self) -> dict[str, float]:
         return {"war": self.war, "uar": self.uar, "format": self.format_rate, "answered": self.answered_rate}
@@ -50,30 +48,17 @@ def score(truths: Sequence[str], texts: Sequence[str], labels: Sequence[str], ex
                       confusion_matrix(truths, predictions, present), predictions)
 
 
-def evaluate_recognizer(recognizer, samples, max_new_tokens: int = 512, exact: bool = True,
-                        progress: Callable[[int, int], None] | None = None, **decoding) -> Evaluation:
-    """Each sample's clip through ``recognizer.recognize_file`` (its default decoding: plain greedy for a checkpoint,
-    the constrained answer for a bundle; ``decoding`` overrides it, e.g. ``constrain=False``). A checkpoint answers
-    each row's own instruction; a bundle answers the one it was exported with; rows that ask another are counted."""
-    texts, truths, tokens, other = [], [], [], 0
-    for index, sample in enumerate(samples):
-        instruction = instruction_of(sample.prompt)
-        if recognizer.instruction_settable:
-            recognizer.instruction = instruction
-        elif instruction != recognizer.instruction:
-            other += 1
-        result = recognizer.recognize_file(sample.video, use_audio=sample.uses_audio, max_new_tokens=max_new_tokens,
-                                           **decoding)
-        texts.append(result.text)
-        tokens.append(result.token_ids)
-        truths.append(sample.label)
-        if progress is not None:
-            progress(index + 1, len(samples))
-    if other:
-        log.warning("%d of %d rows ask another instruction; the bundle answers the one it was exported with",
-                    other, len(samples))
-    evaluation = score(truths, texts, recognizer.labels, exact)
-    evaluation.token_ids = tokens
+def evaluate_rows(clips, rows: Sequence[dict], labels: Sequence[str], exact: bool = True) -> Evaluation:
+    """A labelled set's clips scored from the batch job's rows (joined by path, in the set's order): each row's
+    generated text, as ``predict`` decoded it. A clip whose row holds an error counts as unanswered and wrong."""
+    by_path = {row["path"]: row for row in rows}
+    missing = [clip.path for clip in clips if clip.path not in by_path]
+    if missing:
+        raise ValueError(f"{len(missing)} clips have no row, e.g. {missing[0]}")
+    chosen = [by_path[clip.path] for clip in clips]
+    evaluation = score([clip.truth for clip in clips], [row.get("text") or "" for row in chosen], labels, exact)
+    evaluation.token_ids = [list(row.get("token_ids") or []) for row in chosen]
+    evaluation.errors = {clip.path: row["error"] for clip, row in zip(clips, chosen) if row.get("error")}
     return evaluation
 
 

@@ -142,6 +142,78 @@ def test_an_output_of_something_else_is_refused(tmp_path):
     assert [r["path"] for r in ResultStore(cut).read()] == ["/a.mp4"] and cut.read_text().endswith("}\n")
 
 
+def test_eval_is_the_batch_job_for_a_bundle_and_a_checkpoint_alike(tiny, bundles, archive, tmp_path, capsys):
+    """eval on a labelled folder: the job's rows, kept with --output; plain greedy on both sides answers the same;
+    the failed clips are named and count as wrong; the scores are labels.py's on the rows' own answers."""
+    from r1omni_edge.cli import main
+    from r1omni_edge.labels import label_set, normalize_label
+    from r1omni_edge.prompt import parse_answer
+
+    reports = {}
+    for kind, source in (("model", ["--model", tiny.checkpoint, "--models-dir", tiny.root]),
+                         ("bundle", ["--bundle", bundles["fp32"][1], "--free-answer"])):
+        out = tmp_path / f"{kind}.jsonl"
+        command = ["eval", *map(str, source), "--data", str(archive), "--labels", "mafw", "--max-new-tokens", "12",
+                   "--output", str(out), "--json"]
+        assert main(command) == 0
+        reports[kind] = json.loads(capsys.readouterr().out)
+        rows = {os.path.relpath(r["path"], archive): r for r in ResultStore(out).read()}
+        assert len(rows) == 5 and sorted(reports[kind]["errors"]) == sorted(
+            str(archive / name) for name in ("sad/corrupt.mp4", "sad/notes.mp4"))
+        order = sorted(rows)  # the archive's order: sorted paths
+        truth = [name.split("/")[0] for name in order]
+        predicted = [normalize_label(parse_answer(rows[n]["text"] or "").answer, label_set("mafw"), exact=True)
+                     for n in order]
+        assert reports[kind]["predictions"] == predicted
+        assert reports[kind]["war"] == pytest.approx(war(truth, predicted))
+        assert reports[kind]["uar"] == pytest.approx(uar(truth, predicted))
+        metrics = json.loads(out.with_name(f"{kind}.metrics.json").read_text())
+        assert metrics["war"] == reports[kind]["war"] and metrics["clips"] == 5 and metrics["errors"] == 2
+        assert main(command) == 0  # a rerun resumes: nothing left to do, the same scores
+        assert json.loads(capsys.readouterr().out)["war"] == reports[kind]["war"] and len(ResultStore(out).read()) == 5
+    assert reports["bundle"]["predictions"] == reports["model"]["predictions"]
+    assert reports["bundle"]["confusion"] == reports["model"]["confusion"]
+
+
+def test_a_published_dataset_runs_each_row_as_it_asks(tiny, tmp_path):
+    """A dataset JSON in the published format: a row whose prompt has no <audio> runs video-only; a checkpoint
+    opened for --labels dfew answers with that set."""
+    from r1omni_edge.batch.archive import list_archive
+    from r1omni_edge.labels import label_set
+    from r1omni_edge.synthetic.task import write_task
+
+    data = write_task(tmp_path, train=1, held_out=2)["eval"]
+    rows = json.loads(data.read_text())
+    rows[1]["conversations"][0]["value"] = rows[1]["conversations"][0]["value"].replace("<audio>", "")
+    data.write_text(json.dumps(rows))
+    clips = list_archive(data, label_set("dfew"))
+    assert [c.use_audio for c in clips] == [True, False] and all(c.instruction for c in clips)
+    out = tmp_path / "rows.jsonl"
+    run_batch(tiny.checkpoint, data, out, BatchOptions(mode="label", labels="dfew",
+                                                       model_options={"models_dir": str(tiny.root)}))
+    by_path = {r["path"]: r for r in ResultStore(out).read()}
+    assert [by_path[c.path]["audio"] for c in clips] == ["present", "not used"]
+    assert all(set(r["probabilities"]) == set(label_set("dfew")) for r in by_path.values())
+
+
+def test_a_model_that_cannot_load_stops_the_job_with_one_clear_error(bundles, archive, tmp_path):
+    from r1omni_edge.errors import InputError
+
+    out = tmp_path / "rows.jsonl"
+    with pytest.raises(InputError, match="neither a bundle"):
+        run_batch(tmp_path, archive, out, BatchOptions())
+    with pytest.raises(InputError, match="the bundle answers with the mafw label set"):
+        run_batch(bundles["fp32"][1], archive, out, BatchOptions(labels="dfew"))
+    damaged = tmp_path / "bundle"  # the sizes are right, the bytes are not: only the worker's load finds it
+    shutil.copytree(bundles["fp32"][1], damaged)
+    vision = bytearray((damaged / "vision.onnx").read_bytes())
+    vision[-64:] = bytes(64)
+    (damaged / "vision.onnx").write_bytes(bytes(vision))
+    with pytest.raises(InputError, match=r"^on a Ray worker: .*vision.onnx: its sha256 differs"):
+        run_batch(damaged, archive, out, BatchOptions())
+    assert not out.exists()
+
+
 @pytest.fixture
 def local_cluster(tmp_path):
     """A real Ray cluster on this machine: a head bound to 127.0.0.1 and one more node, one CPU each. The in-process

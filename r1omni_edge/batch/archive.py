@@ -1,5 +1,6 @@
 """The clips of an archive: a directory (searched recursively for video files; with a label set, a clip's folder
-name is its label where it names one), or a CSV / JSONL list with a ``path`` column and an optional ``label``."""
+name is its label where it names one), a CSV / JSONL list with a ``path`` column and an optional ``label``, or a
+dataset in the published JSON format (each row's clip, label, and the question its human turn asks)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,14 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".f
 class ArchiveClip:
     path: str  # absolute
     truth: str | None  # the ground-truth label, where the archive gives one
+    instruction: str | None = None  # the question a published dataset's row asks (a checkpoint answers each its own)
+    use_audio: bool = True  # False where that row's prompt has no <audio>: the video-only prompt
 
 
-def list_archive(source: str | Path, labels: tuple[str, ...] | None = None) -> list[ArchiveClip]:
-    """Every clip of ``source``, in a stable order; paths of a list are relative to the list's own folder."""
+def list_archive(source: str | Path, labels: tuple[str, ...] | None = None,
+                 data_root: str | Path | None = None) -> list[ArchiveClip]:
+    """Every clip of ``source``, in a stable order; paths of a list are relative to ``data_root``, by default the
+    list's own folder."""
     source = Path(source)
     if source.is_dir():
         files = sorted(p for p in source.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
@@ -31,6 +36,8 @@ def list_archive(source: str | Path, labels: tuple[str, ...] | None = None) -> l
     suffix = source.suffix.lower()
     if suffix == ".csv":
         rows = _csv_rows(source)
+    elif suffix == ".json" and _is_json_list(source):
+        return _dataset_clips(source, labels, data_root)
     elif suffix in (".jsonl", ".json"):
         rows = _jsonl_rows(source)
     else:
@@ -47,9 +54,24 @@ def list_archive(source: str | Path, labels: tuple[str, ...] | None = None) -> l
                 raise InputError(f"{source}:{line}: label {truth!r} is not one of {', '.join(labels)}")
             truth = named
         full = Path(path).expanduser()
-        clips.append(ArchiveClip(str((full if full.is_absolute() else source.parent / full).resolve()),
+        root = Path(data_root) if data_root is not None else source.parent
+        clips.append(ArchiveClip(str((full if full.is_absolute() else root / full).resolve()),
                                  str(truth) if truth not in (None, "") else None))
     return clips
+
+
+def _is_json_list(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(4096).lstrip()[:1] == b"["
+
+
+def _dataset_clips(path: Path, labels: tuple[str, ...] | None, data_root: str | Path | None) -> list[ArchiveClip]:
+    """A dataset in the published format, validated whole first (``train.data``'s rules: every bad row at once)."""
+    from ..prompt import instruction_of
+    from ..train.data import load_dataset
+
+    return [ArchiveClip(str(Path(sample.video).resolve()), sample.label, instruction_of(sample.prompt),
+                        sample.uses_audio) for sample in load_dataset(path, data_root, labels)]
 
 
 def _folder_label(path: Path, root: Path, labels: tuple[str, ...] | None) -> str | None:
