@@ -51,6 +51,7 @@ def test_one_row_per_clip_with_errors_where_they_belong(first_run, archive):
         assert row["error"] is None and row["label"] in row["probabilities"] and len(row["sha256"]) == 64
         assert row["truth"] == good.split("/")[0]
     assert rows["happy/a.mp4"]["audio"] == "present" and rows["sad/silent.mp4"]["audio"] == "missing"
+    assert rows["happy/a.mp4"]["notes"] == [] and any("5 frame(s) decoded" in n for n in rows["happy/b.mp4"]["notes"])
     for bad in ("sad/corrupt.mp4", "sad/notes.mp4"):
         assert rows[bad]["error"] and rows[bad]["label"] is None and "Traceback" not in rows[bad]["error"]
     assert "notes.mp4" in rows["sad/notes.mp4"]["error"]

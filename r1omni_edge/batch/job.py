@@ -140,14 +140,15 @@ class ClipWorker:
                 row.update(label=result.label, answer=result.answer, probabilities=result.probabilities,
                            reasoning=result.reasoning, text=result.text, token_ids=list(result.token_ids),
                            audio=result.audio, audio_window=result.audio_window, audio_gated=result.audio_gated,
-                           timings_ms=result.timings_ms)
+                           timings_ms=result.timings_ms,
+                           notes=result.notes + media.notes(self.recognizer.info.num_frames))  # as recognize_file
         row["error"] = error
         return row
 
 
 # The output schema, one row per clip (README "Batch recognition").
 ROW_KEYS = ("path", "sha256", "bytes", "truth", "label", "answer", "probabilities", "reasoning", "text", "token_ids",
-            "audio", "audio_window", "audio_gated", "timings_ms", "error", "worker")
+            "audio", "audio_window", "audio_gated", "timings_ms", "notes", "error", "worker")
 
 
 def _start_ray(address: str | None) -> None:
