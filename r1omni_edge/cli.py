@@ -124,6 +124,13 @@ def _add_live_args(parser: argparse.ArgumentParser) -> None:
                         help="real time on a CPU: --mode label --audio-window fit --audio-gate energy "
                              "--max-think-tokens 48, unless given otherwise")
     _add_audio_front_end(parser)
+    web = parser.add_argument_group("web view")
+    web.add_argument("--serve", metavar="[HOST:]PORT",
+                     help="show the session on a web page (preview, labels, reasoning, latency, sources); HOST "
+                          "defaults to 127.0.0.1")
+    web.add_argument("--token", help="the page's access token (default: $R1OMNI_EDGE_TOKEN, else one generated and "
+                                     "printed for any HOST but loopback)")
+    web.add_argument("--no-token", action="store_true", help="no token (refused for any HOST but loopback)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -421,16 +428,35 @@ def _terminate_gracefully() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _serve(args: argparse.Namespace):
+    """--serve's address and token, checked before the model loads; None without --serve."""
+    import os
+
+    if args.serve is None:
+        _refuse([flag for flag, given in (("--token", args.token), ("--no-token", args.no_token)) if given],
+                "to --serve")
+        return None
+    from .runtime.web import TOKEN_ENV, choose_token, parse_serve
+
+    address = parse_serve(args.serve)
+    return address, choose_token(address, args.token or os.environ.get(TOKEN_ENV) or None, args.no_token)
+
+
+def _serving(url: str) -> None:
+    print(f"r1omni-edge: the live view is at {url}", file=sys.stderr, flush=True)
+
+
 def cmd_live(args: argparse.Namespace) -> int:
     from .runtime.app import run_live
 
     config = _live_config(args)
+    serve = _serve(args)
     recognizer = _open_bundle(args)
     camera = int(args.camera) if args.camera.isdigit() else args.camera
     _terminate_gracefully()
     session = run_live(recognizer, camera, args.mic, use_microphone=not args.no_mic, config=config,
                        jsonl=args.jsonl, show=args.show, duration=args.duration, view=not args.quiet,
-                       open_timeout=args.open_timeout)
+                       open_timeout=args.open_timeout, serve=serve, on_serving=_serving)
     return _finish(session)
 
 
@@ -442,10 +468,11 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
     check_clip_file(Path(args.clip))
     config = _live_config(args)
+    serve = _serve(args)
     recognizer = _open_bundle(args)
     _terminate_gracefully()
     session = run_stream(recognizer, args.clip, config, realtime=not args.fast, jsonl=args.jsonl,
-                         view=not args.quiet)
+                         view=not args.quiet, serve=serve, on_serving=_serving)
     return _finish(session)
 
 

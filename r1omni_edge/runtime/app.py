@@ -3,7 +3,7 @@ call these, or assemble the same pieces themselves.
 
 A source that never opens is an error after ``open_timeout`` seconds (a wrong camera index must not look like a
 quiet room); one that is lost mid-run reconnects. A clip that cannot be decoded further ends the stream with its
-error, after the windows it could answer."""
+error, after the windows it could answer. With ``serve`` the session is also a web page (``web.py``)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from ..errors import InputError
 from .display import Overlay
 from .live import MAX_WINDOW, JsonlSink, LiveConfig, LiveSession, TerminalView
 from .sources import AudioRing, CameraSource, FileSource, FrameRing, MicrophoneSource, Source
+from .web import ServeAddress
 
 log = logging.getLogger(__name__)
 MAX_FPS = 15.0  # frames kept per second of input: far more than the 8 a window samples
@@ -40,6 +41,21 @@ def _sinks(jsonl: str | Path | None, on_event: Callable[[dict[str, Any]], None] 
     return sinks, closers
 
 
+def start_web(serve: tuple[ServeAddress, str | None] | None, frames: FrameRing, audio: AudioRing | None,
+              session: LiveSession, on_serving: Callable[[str], None] | None):
+    """The web view of ``session`` (an address and its token, see ``web.choose_token``), or None without one."""
+    if serve is None:
+        return None
+    from .web import WebHub, WebServer
+
+    hub = WebHub(frames, audio)
+    server = WebServer(hub, *serve).start()
+    session.sinks.append(hub)
+    if on_serving is not None:
+        on_serving(server.url)
+    return server
+
+
 def frame_ring(window: float, read_ahead: float = 0.0) -> FrameRing:
     """Room for a whole window (and what a clip reader may read ahead) at the frame rate sources keep."""
     return FrameRing(max_frames=math.ceil((min(window, MAX_WINDOW) + read_ahead + 1.0) * MAX_FPS))
@@ -61,8 +77,10 @@ def run_live(recognizer, camera: str | int = 0, microphone: str | int | None = N
              config: LiveConfig | None = None, jsonl: str | Path | None = None, show: bool = False,
              duration: float | None = None, on_event: Callable[[dict[str, Any]], None] | None = None,
              view: bool = True, stream_factory: Callable | None = None, open_timeout: float = 10.0,
-             loop: bool = False) -> LiveSession:
-    """Camera + microphone until Ctrl-C (or ``duration``). Returns the finished session (its counters)."""
+             loop: bool = False, serve: tuple[ServeAddress, str | None] | None = None,
+             on_serving: Callable[[str], None] | None = None) -> LiveSession:
+    """Camera + microphone until Ctrl-C (or ``duration``). Returns the finished session (its counters). ``serve``
+    (an address and its token) also shows the session on a web page; ``on_serving`` gets its URL."""
     config = config or LiveConfig()
     frames = frame_ring(config.window)
     audio = AudioRing() if use_microphone else None
@@ -80,7 +98,9 @@ def run_live(recognizer, camera: str | int = 0, microphone: str | int | None = N
     overlay = Overlay(frames, session.notice) if show else None
     if overlay is not None:
         session.sinks.append(overlay.on_event)
+    web = None
     try:
+        web = start_web(serve, frames, audio, session, on_serving)
         for source in sources:
             source.start()
         wait_until_open(sources, open_timeout, advice)
@@ -91,6 +111,8 @@ def run_live(recognizer, camera: str | int = 0, microphone: str | int | None = N
             source.stop()
         if overlay is not None:
             overlay.close()
+        if web is not None:
+            web.stop()
         for close in closers:
             close()
     return session
@@ -98,9 +120,12 @@ def run_live(recognizer, camera: str | int = 0, microphone: str | int | None = N
 
 def run_stream(recognizer, clip: str | Path, config: LiveConfig | None = None, realtime: bool = True,
                jsonl: str | Path | None = None, on_event: Callable[[dict[str, Any]], None] | None = None,
-               view: bool = True, use_audio: bool = True) -> LiveSession:
+               view: bool = True, use_audio: bool = True, serve: tuple[ServeAddress, str | None] | None = None,
+               on_serving: Callable[[str], None] | None = None) -> LiveSession:
     """A clip through the live pipeline as if it were a camera and a microphone. Windows are in the clip's time,
-    in real time and as fast as possible alike; a clip that breaks off raises SourceError after its windows."""
+    in real time and as fast as possible alike; a clip that breaks off raises SourceError after its windows.
+    With ``serve`` the clip starts when the first viewer opens the page (a clip is over in seconds with
+    ``realtime=False``), and the page stays up after the clip until Ctrl-C."""
     config = config or LiveConfig()
     source_kwargs = dict(realtime=realtime, max_fps=MAX_FPS)
     frames = frame_ring(config.window, read_ahead=0.0 if realtime else 2.0)
@@ -108,7 +133,11 @@ def run_stream(recognizer, clip: str | Path, config: LiveConfig | None = None, r
     sinks, closers = _sinks(jsonl, on_event, view)
     session = LiveSession(recognizer, frames, audio, config, sinks)
     source = FileSource(clip, frames, audio, session.on_source_event, **source_kwargs)
+    web = None
     try:
+        web = start_web(serve, frames, audio, session, on_serving)
+        if web is not None:
+            web.hub.first_viewer.wait()
         source.start()
         while not source.has_connected.is_set() and not source.finished.is_set():
             source.has_connected.wait(0.05)
@@ -123,10 +152,24 @@ def run_stream(recognizer, clip: str | Path, config: LiveConfig | None = None, r
                         input_end=lambda: source.start_stamp + source.media_end)
         else:
             session.run_offline(source)
+        if web is not None:
+            _linger(session)
     finally:
         source.stop()
+        if web is not None:
+            web.stop()
         for close in closers:
             close()
     if source.error is not None and session.failure is None and session.stop_reason == "input ended":
         raise SourceError(f"{source.error}; {session.results} window(s) were answered before it")
     return session
+
+
+def _linger(session: LiveSession) -> None:
+    """Keep the page up after the clip, for its viewers, until Ctrl-C (or SIGTERM)."""
+    session.notice("the clip is over; the page stays up until Ctrl-C")
+    try:
+        while True:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass

@@ -76,6 +76,15 @@ class AudioRing:
         with self._lock:
             self._total, self._last_stamp = 0, None
 
+    def newest(self, seconds: float) -> np.ndarray | None:
+        """The newest ``seconds`` of samples (fewer if fewer are held), or None before the first push."""
+        with self._lock:
+            if self._last_stamp is None:
+                return None
+            count = min(int(seconds * self.rate), self._total, len(self._buffer))
+            indices = (self._total - count + np.arange(count)) % len(self._buffer)
+            return self._buffer[indices].copy()
+
     def window(self, start: float, end: float, min_coverage: float = 0.5) -> np.ndarray | None:
         """Samples stamped in [start, end], or None when less than ``min_coverage`` of the window is there."""
         with self._lock:
