@@ -118,6 +118,10 @@ def _add_live_args(parser: argparse.ArgumentParser) -> None:
                         help=f"seconds of video and audio per recognition (at most {MAX_WINDOW:g})")
     parser.add_argument("--stride", type=SECONDS, default=2.0, help="seconds between recognitions")
     parser.add_argument("--jsonl", metavar="FILE", help="append every event to this JSONL file")
+    parser.add_argument("--jsonl-max-mb", type=bounded(float, above=0), metavar="MB",
+                        help="rotate the JSONL file at this size (FILE.1 is the newest old part; default: never)")
+    parser.add_argument("--jsonl-keep", type=POSITIVE_INT, default=5, metavar="N",
+                        help="rotated parts kept with --jsonl-max-mb (default 5)")
     parser.add_argument("--max-new-tokens", type=POSITIVE_INT, default=256, help=MAX_NEW_TOKENS_HELP)
     parser.add_argument("--quiet", action="store_true", help="no terminal view")
     parser.add_argument("--fast-profile", action="store_true",
@@ -235,6 +239,25 @@ def _parser() -> argparse.ArgumentParser:
     _add_live_args(live)
     _add_runtime_args(live)
     live.set_defaults(func=cmd_live, mode=None, audio_window=None, audio_gate=None)  # None: the profile decides
+
+    doctor = sub.add_parser("doctor", help="what this machine can run: Python, onnxruntime and its providers, "
+                                           "TensorRT, GPUs, cameras, microphones, PyAV, and a bundle's backends")
+    doctor.add_argument("--bundle", metavar="DIR", help="also try loading this bundle with every backend")
+    doctor.add_argument("--json", action="store_true")
+    doctor.set_defaults(func=cmd_doctor)
+
+    service = sub.add_parser("service", help="run live recognition as a systemd service, at boot")
+    actions = service.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
+    install = actions.add_parser("install", help="write the unit file: service install [options] -- LIVE ARGUMENTS")
+    install.add_argument("--name", default="r1omni-edge", help="the unit's name (default r1omni-edge)")
+    install.add_argument("--user", help="run as this user (default root); it needs the video and audio groups")
+    install.add_argument("--unit-dir", default="/etc/systemd/system", metavar="DIR")
+    install.add_argument("--env-dir", default="/etc/r1omni-edge", metavar="DIR",
+                         help="where the web view's token is kept (mode 600)")
+    install.add_argument("--print", action="store_true", help="print the unit instead of writing it")
+    install.add_argument("live_args", nargs=argparse.REMAINDER, metavar="-- LIVE ARGUMENTS",
+                         help="what `r1omni-edge live` takes, e.g. -- --bundle B --camera 0 --jsonl F --serve 0.0.0.0:8080")
+    install.set_defaults(func=cmd_service)
 
     stream = sub.add_parser("stream", help="the live pipeline on a clip, as if it were a camera and a microphone")
     stream.add_argument("clip", help="a video file, played as a camera and a microphone")
@@ -442,6 +465,16 @@ def _serve(args: argparse.Namespace):
     return address, choose_token(address, args.token or os.environ.get(TOKEN_ENV) or None, args.no_token)
 
 
+def _jsonl(args: argparse.Namespace):
+    """--jsonl as a sink, opened now (an unwritable path fails before the model loads), rotated with --jsonl-max-mb."""
+    if args.jsonl is None:
+        _refuse(["--jsonl-max-mb"] if args.jsonl_max_mb else [], "to --jsonl")
+        return None
+    from .runtime.live import JsonlSink
+
+    return JsonlSink(args.jsonl, max_bytes=int((args.jsonl_max_mb or 0) * 1e6), backups=args.jsonl_keep)
+
+
 def _serving(url: str) -> None:
     print(f"r1omni-edge: the live view is at {url}", file=sys.stderr, flush=True)
 
@@ -451,11 +484,12 @@ def cmd_live(args: argparse.Namespace) -> int:
 
     config = _live_config(args)
     serve = _serve(args)
+    jsonl = _jsonl(args)
     recognizer = _open_bundle(args)
     camera = int(args.camera) if args.camera.isdigit() else args.camera
     _terminate_gracefully()
     session = run_live(recognizer, camera, args.mic, use_microphone=not args.no_mic, config=config,
-                       jsonl=args.jsonl, show=args.show, duration=args.duration, view=not args.quiet,
+                       jsonl=jsonl, show=args.show, duration=args.duration, view=not args.quiet,
                        open_timeout=args.open_timeout, serve=serve, on_serving=_serving)
     return _finish(session)
 
@@ -469,11 +503,46 @@ def cmd_stream(args: argparse.Namespace) -> int:
     check_clip_file(Path(args.clip))
     config = _live_config(args)
     serve = _serve(args)
+    jsonl = _jsonl(args)
     recognizer = _open_bundle(args)
     _terminate_gracefully()
-    session = run_stream(recognizer, args.clip, config, realtime=not args.fast, jsonl=args.jsonl,
+    session = run_stream(recognizer, args.clip, config, realtime=not args.fast, jsonl=jsonl,
                          view=not args.quiet, serve=serve, on_serving=_serving)
     return _finish(session)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .runtime.doctor import as_dicts, format_checks, run_checks
+
+    checks = run_checks(args.bundle)
+    print(json.dumps(as_dicts(checks), indent=2) if args.json else format_checks(checks))
+    return 0
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .runtime.service import plan_service, write_service
+
+    live_args = args.live_args[1:] if args.live_args[:1] == ["--"] else args.live_args
+    if not live_args:
+        raise InputError("give the arguments of `r1omni-edge live` after --, e.g. service install -- --bundle B "
+                         "--camera 0 --jsonl /var/log/r1omni-edge/events.jsonl")
+    try:
+        parsed = _parser().parse_args(["live", *live_args])
+    except SystemExit:  # the parser printed which argument is wrong
+        raise InputError("the arguments after -- are not what `r1omni-edge live` takes (see above)") from None
+    plan = plan_service(live_args, parsed, args.name, args.user, Path(args.unit_dir), Path(args.env_dir))
+    if args.print:
+        print(plan.unit(), end="")
+        return 0
+    for path in write_service(plan):
+        print(f"wrote {path}")
+    print(f"start it now and at every boot:\n  sudo systemctl daemon-reload\n  sudo systemctl enable --now {plan.name}\n"
+          f"follow it:\n  journalctl -u {plan.name} -f")
+    if plan.env:
+        print(f"the web view's token is in {plan.env_path}")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -27,11 +27,11 @@ class SourceError(InputError):
     """A camera, microphone or clip could not be opened, or a clip could not be read to its end."""
 
 
-def _sinks(jsonl: str | Path | None, on_event: Callable[[dict[str, Any]], None] | None, view: bool):
+def _sinks(jsonl: str | Path | JsonlSink | None, on_event: Callable[[dict[str, Any]], None] | None, view: bool):
     sinks: list = []
     closers: list = []
     if jsonl is not None:  # opened first: an unwritable path fails before any source starts
-        sink = JsonlSink(jsonl)
+        sink = jsonl if isinstance(jsonl, JsonlSink) else JsonlSink(jsonl)
         sinks.append(sink)
         closers.append(sink.close)
     if view:
@@ -74,7 +74,7 @@ def wait_until_open(sources: list[Source], timeout: float, what: dict[Source, st
 
 
 def run_live(recognizer, camera: str | int = 0, microphone: str | int | None = None, use_microphone: bool = True,
-             config: LiveConfig | None = None, jsonl: str | Path | None = None, show: bool = False,
+             config: LiveConfig | None = None, jsonl: str | Path | JsonlSink | None = None, show: bool = False,
              duration: float | None = None, on_event: Callable[[dict[str, Any]], None] | None = None,
              view: bool = True, stream_factory: Callable | None = None, open_timeout: float = 10.0,
              loop: bool = False, serve: tuple[ServeAddress, str | None] | None = None,
@@ -119,7 +119,7 @@ def run_live(recognizer, camera: str | int = 0, microphone: str | int | None = N
 
 
 def run_stream(recognizer, clip: str | Path, config: LiveConfig | None = None, realtime: bool = True,
-               jsonl: str | Path | None = None, on_event: Callable[[dict[str, Any]], None] | None = None,
+               jsonl: str | Path | JsonlSink | None = None, on_event: Callable[[dict[str, Any]], None] | None = None,
                view: bool = True, use_audio: bool = True, serve: tuple[ServeAddress, str | None] | None = None,
                on_serving: Callable[[str], None] | None = None) -> LiveSession:
     """A clip through the live pipeline as if it were a camera and a microphone. Windows are in the clip's time,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import sys
 import threading
 import time
@@ -64,35 +65,47 @@ class LiveConfig:
 
 class JsonlSink:
     """One JSON object per line, flushed at once. A path that cannot be opened fails here, before anything runs;
-    a write that fails later (a full disk) raises OutputError, which stops the session."""
+    a write that fails later (a full disk) raises OutputError, which stops the session. With ``max_bytes`` the file
+    is rotated by size (``FILE.1`` is the newest old part, ``backups`` are kept), so that a device that runs for
+    weeks does not fill its disk: logging's RotatingFileHandler does the rotation."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, max_bytes: int = 0, backups: int = 5):
         self.path = Path(path)
         self.written = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a", encoding="utf-8")
+            self._handler = _RotatingJsonl(self.path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
         except OSError as exc:
             raise output_error(self.path, exc, "--jsonl: cannot open for appending") from None
         self._lock = threading.Lock()
+        self._closed = False
 
     def __call__(self, event: dict[str, Any]) -> None:
         with self._lock:
-            if self._file.closed:
+            if self._closed:
                 return
             try:
-                self._file.write(json.dumps(event, ensure_ascii=False) + "\n")
-                self._file.flush()
+                self._handler.emit(logging.makeLogRecord({"msg": json.dumps(event, ensure_ascii=False)}))
             except OSError as exc:
                 raise output_error(self.path, exc, f"--jsonl: cannot write after {self.written} events") from None
             self.written += 1
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             try:
-                self._file.close()
+                self._handler.close()
             except OSError:  # the failed flush was already reported
                 pass
+
+
+class _RotatingJsonl(logging.handlers.RotatingFileHandler):
+    """The handler without logging's habit of printing a failed write and going on: the sink raises it."""
+
+    terminator = "\n"
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        raise  # noqa: PLE0704 - called from emit's except block: the OSError goes to the sink
 
 
 class TerminalView:

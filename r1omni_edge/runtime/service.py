@@ -1,0 +1,114 @@
+"""``r1omni-edge service install``: live recognition as a systemd service, started at boot and restarted when it
+stops. The unit runs ``r1omni-edge live`` with the arguments given (checked now, so that a typo fails here and not at
+boot), by this Python, with absolute paths; the JSONL events rotate by size; a web view's token lives in an
+environment file only root reads, not in the world-readable unit."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+from ..files import output_error
+
+DEFAULT_ROTATE_MB = 50.0  # a rotated JSONL: 50 MB parts, 5 kept (300 MB at most) unless the arguments say otherwise
+UNIT_DIR = Path("/etc/systemd/system")
+
+
+@dataclass
+class ServicePlan:
+    name: str
+    live_args: list[str]  # the arguments of `r1omni-edge live`, paths absolute
+    user: str | None
+    env: dict[str, str]  # written to the environment file (the web view's token)
+    unit_path: Path
+    env_path: Path
+
+    def unit(self) -> str:
+        command = shlex.join([sys.executable, "-m", "r1omni_edge.cli", "live", *self.live_args])
+        lines = ["[Unit]",
+                 f"Description=r1omni-edge live emotion recognition ({self.name})",
+                 "Wants=network-online.target",
+                 "After=network-online.target sound.target",
+                 "",
+                 "[Service]",
+                 "Type=simple",
+                 f"ExecStart={command}",
+                 f"EnvironmentFile=-{self.env_path}",
+                 "Environment=PYTHONUNBUFFERED=1",
+                 "Restart=always",
+                 "RestartSec=5",
+                 "KillSignal=SIGTERM",  # the session writes its stopped event and exits 143
+                 "TimeoutStopSec=30",
+                 "SupplementaryGroups=video audio",  # the camera and the microphone
+                 "NoNewPrivileges=true",
+                 "ProtectSystem=full"]
+        if self.user:
+            lines.append(f"User={self.user}")
+        lines += ["", "[Install]", "WantedBy=multi-user.target", ""]
+        return "\n".join(lines)
+
+    def env_text(self) -> str:
+        return "".join(f"{key}={value}\n" for key, value in self.env.items())
+
+
+def plan_service(live_args: list[str], args, name: str = "r1omni-edge", user: str | None = None,
+                 unit_dir: Path = UNIT_DIR, env_dir: Path = Path("/etc/r1omni-edge")) -> ServicePlan:
+    """The unit for ``r1omni-edge live LIVE_ARGS`` (``args``: those arguments as `live` parsed them): the bundle
+    checked, relative paths made absolute, rotation added to --jsonl, a token for --serve."""
+    from ..bundle import read_manifest
+    from .web import TOKEN_ENV, choose_token, parse_serve
+
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise InputError(f"--name {name!r}: letters, digits, - and _ only (it names the unit file)")
+    if args.duration is not None:
+        raise InputError("--duration: a service runs until it is stopped; leave it out")
+    if args.show:
+        raise InputError("--show: a service has no display; use --serve to watch it from a browser")
+    read_manifest(args.bundle)
+    values = list(live_args)
+    for flag in ("--bundle", "--jsonl"):  # relative to where the command was run, not to the service's /
+        if flag in values:
+            index = values.index(flag) + 1
+            values[index] = str(Path(values[index]).resolve())
+    camera = args.camera
+    if not camera.isdigit() and "://" not in camera and "!" not in camera and Path(camera).exists():
+        index = values.index("--camera") + 1
+        values[index] = str(Path(camera).resolve())
+    if args.jsonl and args.jsonl_max_mb is None:
+        values += ["--jsonl-max-mb", f"{DEFAULT_ROTATE_MB:g}"]
+    env = {}
+    if args.serve is not None:
+        token = choose_token(parse_serve(args.serve), args.token, args.no_token)
+        if args.token is not None:  # out of the world-readable unit, into the root-only environment file
+            index = values.index("--token")
+            del values[index:index + 2]
+        if token is not None:
+            env[TOKEN_ENV] = token
+    if "--quiet" not in values:
+        values.append("--quiet")  # the journal gets the summary and the errors, the JSONL the events
+    return ServicePlan(name, values, user, env, unit_dir / f"{name}.service", env_dir / f"{name}.env")
+
+
+def write_service(plan: ServicePlan) -> list[Path]:
+    """The unit file and, where there is a token, the environment file (mode 600)."""
+    written = []
+    try:
+        plan.unit_path.parent.mkdir(parents=True, exist_ok=True)
+        plan.unit_path.write_text(plan.unit())
+        written.append(plan.unit_path)
+        if plan.env:
+            plan.env_path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(plan.env_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(plan.env_text())
+            os.chmod(plan.env_path, 0o600)
+            written.append(plan.env_path)
+    except OSError as exc:
+        path = plan.env_path if written else plan.unit_path
+        raise output_error(path, exc, "cannot write the service (run as root, or pass --unit-dir and --env-dir "
+                                      "folders you can write)") from None
+    return written

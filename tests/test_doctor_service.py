@@ -1,0 +1,104 @@
+"""The headless device's tools: `doctor` (what this machine can run), `service install` (a systemd unit that runs
+live recognition at boot) and the JSONL rotation a long-running service relies on."""
+
+import configparser
+import json
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from r1omni_edge.cli import main
+from r1omni_edge.runtime.doctor import MISSING, OK, run_checks
+
+
+def by_name(checks):
+    return {check.name: check for check in checks}
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has an NVIDIA GPU")
+def test_doctor_reports_this_machine(bundles):
+    checks = by_name(run_checks(bundles["fp32"][1]))
+    assert checks["onnxruntime"].status == OK and "CPUExecutionProvider" in checks["onnxruntime"].detail
+    assert checks["CUDAExecutionProvider"].status == MISSING and "onnxruntime-gpu" in checks["CUDAExecutionProvider"].fix
+    assert checks["TensorRT"].status == MISSING and checks["TensorRT"].fix
+    assert checks["NVIDIA GPU"].status == MISSING
+    assert checks["cpu"].status == OK and checks["cpu"].area == "bundle" and "fp32" in checks["cpu"].detail
+    assert checks["cuda"].status == MISSING and checks["engine"].status == MISSING
+    assert checks["PyAV"].status == OK and checks["web view (--serve)"].status == OK
+
+
+def test_doctor_names_a_missing_module_and_its_install_command(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    assert main(["doctor", "--json"]) == 0
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)}
+    assert checks["onnxruntime"]["status"] == MISSING and "pip install onnxruntime" in checks["onnxruntime"]["fix"]
+    assert "CUDAExecutionProvider" not in checks  # nothing to ask a missing onnxruntime
+    assert checks["web view (--serve)"]["status"] == MISSING and "uvicorn" in checks["web view (--serve)"]["detail"]
+    assert main(["doctor"]) == 0
+    text = capsys.readouterr().out
+    assert "[ x ] onnxruntime" in text and "-> pip install onnxruntime" in text
+
+
+def test_a_jsonl_rotates_by_size_and_keeps_every_line(tmp_path):
+    from r1omni_edge.runtime.live import JsonlSink
+
+    sink = JsonlSink(tmp_path / "events.jsonl", max_bytes=400, backups=50)
+    for index in range(40):
+        sink({"type": "result", "index": index, "label": "happy"})
+    sink.close()
+    parts = sorted(tmp_path.glob("events.jsonl*"), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0)
+    assert len(parts) > 3 and all(p.stat().st_size <= 400 for p in parts)
+    lines = [json.loads(line)["index"] for part in parts for line in part.read_text().splitlines()]
+    assert lines == list(range(40))  # oldest part first: every event once, in order
+    kept = JsonlSink(tmp_path / "few.jsonl", max_bytes=400, backups=2)
+    for index in range(40):
+        kept({"type": "result", "index": index})
+    kept.close()
+    assert sorted(p.name for p in tmp_path.glob("few.jsonl*")) == ["few.jsonl", "few.jsonl.1", "few.jsonl.2"]
+
+
+def test_service_install_writes_a_unit_whose_command_runs(bundles, clips, tmp_path, capsys):
+    units, env = tmp_path / "units", tmp_path / "env"
+    jsonl = tmp_path / "log" / "events.jsonl"
+    code = main(["service", "install", "--name", "r1omni-test", "--unit-dir", str(units), "--env-dir", str(env),
+                 "--", "--bundle", str(bundles["fp32"][1]), "--camera", str(clips["av"]), "--no-mic", "--jsonl",
+                 str(jsonl), "--jsonl-max-mb", "0.001", "--serve", "0.0.0.0:0", "--mode", "label", "--window", "1",
+                 "--stride", "0.5"])
+    out = capsys.readouterr().out
+    assert code == 0 and "systemctl enable --now r1omni-test" in out
+    unit = configparser.ConfigParser(interpolation=None, strict=False)
+    unit.read(units / "r1omni-test.service")
+    service = unit["Service"]
+    assert service["Restart"] == "always" and unit["Install"]["WantedBy"] == "multi-user.target"
+    token_file = env / "r1omni-test.env"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    token = token_file.read_text().strip().split("=", 1)[1]
+    assert len(token) >= 24 and token not in (units / "r1omni-test.service").read_text()
+    command = shlex.split(service["ExecStart"])
+    assert command[:4] == [sys.executable, "-m", "r1omni_edge.cli", "live"]
+    # what systemd would run, for as long as the clip lasts, with the environment file's token
+    done = subprocess.run(command, env={"R1OMNI_EDGE_TOKEN": token, "PATH": "/usr/bin:/bin"}, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"?token={token}" in done.stderr  # the URL the journal shows
+    parts = list(jsonl.parent.glob("events.jsonl*"))
+    assert len(parts) >= 2  # rotated at 1 kB
+    events = [json.loads(line) for part in parts for line in part.read_text().splitlines()]
+    assert any(e["type"] == "result" for e in events) and any(e["type"] == "stopped" for e in events)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--duration", "5"], "--duration: a service runs until it is stopped"),
+    (["--show"], "--show: a service has no display"),
+    (["--serve", "0.0.0.0:8080", "--no-token"], "without a token would show the camera"),
+    (["--bogus"], "are not what `r1omni-edge live` takes"),
+])
+def test_service_install_refuses_what_cannot_run_at_boot(bundles, tmp_path, capsys, extra, message):
+    code = main(["service", "install", "--unit-dir", str(tmp_path), "--", "--bundle", str(bundles["fp32"][1]),
+                 *extra])
+    assert code == 2 and message in capsys.readouterr().err and not list(tmp_path.iterdir())
