@@ -102,3 +102,22 @@ def test_service_install_refuses_what_cannot_run_at_boot(bundles, tmp_path, caps
     code = main(["service", "install", "--unit-dir", str(tmp_path), "--", "--bundle", str(bundles["fp32"][1]),
                  *extra])
     assert code == 2 and message in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_the_jetson_recipe_installs_what_the_project_declares():
+    """The Dockerfile cannot be built here (no Docker, no Jetson): its references to this repository are checked."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "docker" / "jetson" / "Dockerfile").read_text()
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for copied in re.findall(r"^COPY (.+) \S+$", text, re.M):
+        for path in copied.split():
+            assert (root / path).exists(), path
+    installed = re.findall(r'pip install "\.\[([a-z,]+)\]"', text)
+    assert installed == ["live"] and "runtime" not in installed[0]  # onnxruntime-gpu instead of the CPU build
+    assert not any(name.startswith("onnxruntime") for name in extras["live"])
+    assert re.search(r"^ARG BASE=nvcr\.io/nvidia/l4t-jetpack:r36", text, re.M) and "onnxruntime-gpu" in text
+    assert 'CMD ["doctor"]' in text

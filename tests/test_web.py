@@ -127,6 +127,8 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 @pytest.fixture(scope="module")
 def browser():
     if not (CHROMIUM and CHROMEDRIVER):
+        if os.environ.get("R1OMNI_EDGE_REQUIRE_BROWSER"):
+            pytest.fail("chromium and chromedriver were found by the test command but not here")
         pytest.skip("Debian's chromium and chromium-driver are not installed (apt-get install chromium "
                     "chromium-driver)")
     webdriver = pytest.importorskip("selenium.webdriver")
