@@ -200,18 +200,13 @@ def build_app(hub: WebHub, token: str | None):
         async def updates():
             seq, snapshot = hub.snapshot()
             yield f"data: {json.dumps(snapshot, ensure_ascii=False, default=str)}\n\n"
-            next_level = 0.0
-            while not hub.closed:
+            while not hub.closed:  # a tick per LEVEL_PERIOD: cheap for the session's process, prompt for a person
                 seq, texts, lost = hub.events_after(seq)
                 if lost:
-                    yield 'data: {"type": "gap"}\n\n'
-                for text in texts:
-                    yield f"data: {text}\n\n"
-                now = time.monotonic()
-                if now >= next_level:
-                    next_level = now + LEVEL_PERIOD
-                    yield f'data: {json.dumps({"type": "level", "dbfs": hub.level()})}\n\n'
-                await asyncio.sleep(0.05)
+                    texts.insert(0, '{"type": "gap"}')
+                texts.append(json.dumps({"type": "level", "dbfs": hub.level()}))
+                yield "".join(f"data: {text}\n\n" for text in texts)
+                await asyncio.sleep(LEVEL_PERIOD)
 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
