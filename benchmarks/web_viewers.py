@@ -1,6 +1,6 @@
 """Web view load: the live session with --serve, on a real-time file camera and a paced microphone, with no viewer
-and with N viewers that behave like the page (each holds the event stream open and fetches the preview 5 times a
-second), side by side in one run. What counts is the recognition latency of the windows: viewers must not slow it
+and with N viewers that behave like the page (each holds the event stream open: events, audio level and previews),
+side by side in one run. What counts is the recognition latency of the windows: viewers must not slow it
 (the goal: within 10% of the no-viewer run).
 
     .venv/bin/python benchmarks/web_viewers.py                                   # the shipped toy model, 30 s each
@@ -76,32 +76,23 @@ def viewers_child(args) -> int:
         with lock:
             counts[key] += value
 
-    def events() -> None:
+    def viewer() -> None:
         try:
             connection = http.client.HTTPConnection("127.0.0.1", args.port, timeout=10)
             connection.request("GET", f"/events?token={args.token}")
             response = connection.getresponse()
             while time.monotonic() < stop:
-                if response.readline().startswith(b"data: "):
+                line = response.readline()
+                if line.startswith(b'data: {"type": "preview"'):
+                    add("previews")
+                    add("preview_bytes", len(line))
+                elif line.startswith(b"data: "):
                     add("events")
             connection.close()
         except OSError:
             add("errors")
 
-    def previews() -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", args.port, timeout=10)
-        while time.monotonic() < stop:
-            try:
-                connection.request("GET", f"/preview.jpg?token={args.token}")
-                body = connection.getresponse().read()
-                add("previews")
-                add("preview_bytes", len(body))
-            except OSError:
-                add("errors")
-                connection = http.client.HTTPConnection("127.0.0.1", args.port, timeout=10)
-            time.sleep(0.2)
-
-    threads = [threading.Thread(target=fn, daemon=True) for _ in range(args.viewers) for fn in (events, previews)]
+    threads = [threading.Thread(target=viewer, daemon=True) for _ in range(args.viewers)]
     for thread in threads:
         thread.start()
     for thread in threads:

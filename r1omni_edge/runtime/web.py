@@ -2,9 +2,10 @@
 
 The session's threads hand every event to a ``WebHub`` (an append under a lock: recognition never waits for a
 viewer). A Starlette app, served by uvicorn on its own thread, reads the hub: the page (one inline HTML file, nothing
-fetched from elsewhere), a server-sent event stream (a snapshot on every connect, so a reconnecting browser catches
-up, then the events and the audio level), and the newest camera frame as a JPEG, encoded at most a few times a
-second and shared by every viewer. A slow viewer only sees fewer previews.
+fetched from elsewhere) and one server-sent event stream per viewer: a snapshot on every connect (so a reconnecting
+browser catches up), then the events, the audio level and the newest camera frame as a JPEG, encoded at most a few
+times a second and shared by every viewer. One stream, not a request per preview, keeps the session's process
+nearly idle with many viewers; a slow viewer only sees fewer previews. ``/preview.jpg`` gives the newest frame alone.
 
 Security: 127.0.0.1 by default. Any other address needs an access token (generated unless given); every route
 checks it, in a ``token`` query parameter or an ``Authorization: Bearer`` header. The routes are fixed: nothing in a
@@ -13,6 +14,7 @@ request names a file, and nothing but the token is read from it."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import ipaddress
 import json
@@ -30,7 +32,7 @@ from ..errors import InputError
 from .sources import AudioRing, FrameRing
 
 HISTORY = 300  # results replayed to a viewer that connects (the latency chart's span)
-PREVIEW_FPS = 5.0  # previews encoded per second at most, whatever the number of viewers
+PREVIEW_FPS = 4.0  # previews encoded per second at most (one per event tick), whatever the number of viewers
 PREVIEW_WIDTH = 480  # pixels: a preview, not the recognition input
 LEVEL_PERIOD = 0.25  # seconds between audio level updates
 TOKEN_ENV = "R1OMNI_EDGE_TOKEN"
@@ -99,6 +101,7 @@ class WebHub:
         self._seq = 0
         self._preview: tuple[float, bytes] | None = None
         self._preview_at = 0.0
+        self._preview_event: tuple[float, str] | None = None
         self._preview_lock = threading.Lock()
         self.first_viewer = threading.Event()  # set when a page first connects
         self.viewers = 0  # pages connected now
@@ -143,6 +146,18 @@ class WebHub:
             return None
         rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
         return round(20 * np.log10(max(rms, 1e-6)), 1)
+
+    def preview_event(self) -> tuple[float, str] | None:
+        """The newest preview as a server-sent event (base64 JPEG), formatted once and shared by every viewer."""
+        shot = self.preview()
+        if shot is None:
+            return None
+        with self._preview_lock:
+            if self._preview_event is None or self._preview_event[0] != shot[0]:
+                data = base64.b64encode(shot[1]).decode("ascii")
+                self._preview_event = (shot[0], f'data: {{"type": "preview", "time": {shot[0]:.3f}, '
+                                                f'"jpeg": "{data}"}}\n\n')
+            return self._preview_event
 
     def preview(self) -> tuple[float, bytes] | None:
         """The newest frame as a JPEG: encoded at most PREVIEW_FPS times a second, shared by every viewer."""
@@ -200,12 +215,17 @@ def build_app(hub: WebHub, token: str | None):
         async def updates():
             seq, snapshot = hub.snapshot()
             yield f"data: {json.dumps(snapshot, ensure_ascii=False, default=str)}\n\n"
+            shown = None  # the preview this viewer has
             while not hub.closed:  # a tick per LEVEL_PERIOD: cheap for the session's process, prompt for a person
                 seq, texts, lost = hub.events_after(seq)
                 if lost:
                     texts.insert(0, '{"type": "gap"}')
                 texts.append(json.dumps({"type": "level", "dbfs": hub.level()}))
-                yield "".join(f"data: {text}\n\n" for text in texts)
+                chunk = "".join(f"data: {text}\n\n" for text in texts)
+                preview = hub.preview_event()
+                if preview is not None and preview[0] != shown:
+                    shown, chunk = preview[0], chunk + preview[1]
+                yield chunk  # waits while this viewer's socket is full: only this viewer falls behind
                 await asyncio.sleep(LEVEL_PERIOD)
 
         return StreamingResponse(stream(), media_type="text/event-stream",
