@@ -230,3 +230,49 @@ def test_two_process_runs_ddp_and_fsdp_train_alike_save_loadable_checkpoints_and
     again = torch.load(tmp_path / "resumed" / "checkpoint-2" / "trainer_state.pt", weights_only=False)
     for key, value in states["fsdp"]["trainable"].items():
         assert torch.equal(again["trainable"][key], value), key
+
+
+@pytest.mark.slow
+def test_two_ranks_train_the_weights_one_process_trains_on_the_same_global_batch(task, formatted, tmp_path):
+    """dapo (normalised by the global batch's active tokens) and batch-scaled advantages (the std of every rank's
+    rewards): two gloo ranks taking two prompts each must end the step with the weights that one process gets from
+    all four. Rollouts derive from (seed, step, prompt), so both see the same completions."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = {"model": formatted, "models_dir": str(task["models"].root), "train_data": str(task["files"]["train"]),
+           "data_root": str(task["root"] / "task"), "labels": "dfew", "cache_dir": str(task["root"] / "cache"),
+           "max_steps": 1, "group_size": 8, "prompts_per_step": 8, "max_completion": 32, "learning_rate": 1e-3,
+           "temperature": 1.3, "schedule": "constant", "beta": 0.0, "tensorboard": False, "aggregation": "dapo",
+           "advantage_scale": "batch", "updates_per_batch": 3}  # AdamW's first update is the gradient's sign: the
+    # later updates on the same rollouts are where the gradient's size (and so the normalisers) show
+    two = launch_two_processes({**cfg, "output_dir": str(tmp_path / "two")}, tmp_path, "two", 29574)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one_file = tmp_path / "one.json"
+    one_file.write_text(json.dumps({**cfg, "output_dir": str(tmp_path / "one")}))
+    one = subprocess.run([sys.executable, "-m", "r1omni_edge.cli", "train", "grpo", "--config", str(one_file)],
+                         capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert one.returncode == 0, one.stderr[-3000:]
+    # both ranks hold groups whose rewards vary (rank 0 logs its own 4 groups), or the test could not fail
+    signal = {name: (1 - json.loads((tmp_path / name / "metrics.jsonl").read_text().splitlines()[0])
+                     ["train/zero_std_groups"]) * groups for name, groups in (("one", 8), ("two", 4))}
+    assert signal["two"] >= 1 and signal["one"] - signal["two"] >= 1, signal
+    weights = {name: torch.load(tmp_path / name / "checkpoint-1" / "trainer_state.pt", weights_only=False)["trainable"]
+               for name in ("one", "two")}
+    start = torch.load(f"{formatted}/trainer_state.pt", weights_only=False)["trainable"]
+    moved = 0
+    for key, value in weights["one"].items():
+        torch.testing.assert_close(weights["two"][key], value, atol=1e-6, rtol=1e-5, msg=lambda m, k=key: f"{k}: {m}")
+        moved += int(not torch.allclose(value, start[key], atol=1e-7))
+    assert moved > 10  # the step changed the weights, so their agreement means something
+
+
+def test_truncation_masking_still_logs_what_was_generated(task, formatted):
+    """Completions cut at max_completion carry no loss with mask_truncated, but their length is still logged."""
+    from r1omni_edge.train.grpo import GRPOConfig, train_grpo
+
+    result = train_grpo(config(task, GRPOConfig, output_dir=str(task["root"] / "cut"), model=formatted, group_size=2,
+                               prompts_per_step=1, max_completion=3, max_steps=1, mask_truncated=True, beta=0.0,
+                               eval_data=None))
+    assert result["curve"][0]["completion_length"] == 3.0  # every completion was cut at 3 tokens

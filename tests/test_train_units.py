@@ -129,3 +129,39 @@ def test_configs_map_files_and_presets(tmp_path):
         SFTConfig.from_dict({"preset": "nope", "model": "m", "train_data": "d"})
     emer = SFTConfig.from_dict({"preset": "emer-sft", "model": "m", "train_data": "d"})
     assert emer.epochs == 5 and emer.warmup_ratio == 0.03 and emer.batch_size == 16
+
+
+def test_a_reward_that_does_not_apply_leaves_the_completion_out_of_its_group(monkeypatch):
+    """None from every reward function: the completion is out of its group's mean and std, its advantage 0; None
+    from some functions: the sum of those that apply."""
+    from r1omni_edge.train import rewards
+
+    monkeypatch.setitem(rewards.REWARDS, "picky", lambda completions, labels: [None, 1.0, None, 0.0])
+    total, _ = compute_rewards({"picky": 1.0}, ["a", "b", "c", "d"], ["x"] * 4)
+    assert total[1] == 1.0 and total[3] == 0.0 and all(t != t for t in (total[0], total[2]))  # NaN
+    scaled, zero = advantages(torch.tensor(total + [0.0, 1.0, 2.0, float("nan")]), 4, "group")
+    applied = torch.tensor([1.0, 0.0])
+    assert scaled[0] == 0 and scaled[2] == 0 and scaled[7] == 0
+    assert torch.allclose(scaled[[1, 3]], (applied - 0.5) / (applied.std() + 1e-4))
+    second = torch.tensor([0.0, 1.0, 2.0])
+    assert torch.allclose(scaled[4:7], (second - 1.0) / (second.std() + 1e-4)) and zero == 0.0
+    total, _ = compute_rewards({"picky": 1.0, "format": 0.5}, ["a", "b", "c", "d"], ["x"] * 4)
+    assert total == [0.0, 1.0, 0.0, 0.0]  # format applies to every completion (and is 0 here)
+
+
+def test_batch_scale_takes_the_std_of_every_rank_s_rewards():
+    from r1omni_edge.train.grpo_math import batch_reward_std, reward_moments
+
+    first, second = torch.tensor([1.0, 0.0, 0.0, 0.0]), torch.tensor([2.0, 0.0, 5.0, 1.0])
+    summed = [a + b for a, b in zip(reward_moments(first), reward_moments(second))]  # what all_reduce gives
+    assert batch_reward_std(*summed) == pytest.approx(float(torch.cat([first, second]).std()))
+    scaled, _ = advantages(first, 4, "batch", batch_std=batch_reward_std(*summed))
+    whole, _ = advantages(torch.cat([first, second]), 4, "batch")
+    assert torch.allclose(scaled, whole[:4])  # rank 0's advantages as if it held the whole batch
+
+
+def test_grad_accum_is_refused_in_grpo_not_ignored():
+    from r1omni_edge.train.config import GRPOConfig
+
+    with pytest.raises(InputError, match="grad_accum applies to SFT"):
+        GRPOConfig.from_dict({"model": "m", "train_data": "d", "grad_accum": 4})

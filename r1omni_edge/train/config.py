@@ -177,6 +177,9 @@ class GRPOConfig(TrainConfig):
 
     def check(self, source: str = "config") -> None:
         super().check(source)
+        if self.grad_accum != 1:
+            raise InputError(f"{source}: grad_accum applies to SFT; a GRPO step is already one optimizer step over "
+                             "prompts_per_step prompts (all ranks together): set prompts_per_step instead")
         unknown = sorted(set(self.rewards) - set(REWARDS))
         if unknown:
             raise InputError(f"{source}: rewards: unknown reward(s) {', '.join(unknown)}; registered: "

@@ -101,3 +101,16 @@ def max_over_ranks(value: int, dist_info: Dist) -> int:
         tensor = tensor.cuda()
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return int(tensor.item())
+
+
+def sum_over_ranks(values: list[float], dist_info: Dist) -> list[float]:
+    """Each value summed over every rank (float64): the global batch's token count and reward moments."""
+    if dist_info.world <= 1:
+        return list(values)
+    import torch.distributed as dist
+
+    tensor = torch.tensor(values, dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        tensor = tensor.cuda()
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.cpu().tolist()

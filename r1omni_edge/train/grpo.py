@@ -13,8 +13,9 @@ import torch
 
 from ..errors import InputError
 from .config import GRPOConfig
-from .distributed import clip_gradients, max_over_ranks, shard
-from .grpo_math import advantages, aggregate, completion_mask, k3_kl, token_loss, truncated
+from .distributed import clip_gradients, max_over_ranks, shard, sum_over_ranks
+from .grpo_math import (advantages, aggregate, batch_reward_std, completion_mask, k3_kl, reward_moments, token_loss,
+                        truncated)
 from .rewards import compute_rewards
 from .run import prepare_run
 
@@ -80,14 +81,18 @@ def grpo_step(policy, module, reference, prompts, config: GRPOConfig, step: int,
     times["rollout"] = time.perf_counter() - clock
     rewards, per_function = compute_rewards(config.rewards, texts, _reward_labels(config, truths, labels, step))
     reward_tensor = torch.tensor(rewards, dtype=torch.float32)
-    advantage, zero_share = advantages(reward_tensor, config.group_size, config.advantage_scale)
+    batch_std = None
+    if config.advantage_scale == "batch":  # the std of the global batch: every rank's rewards (a collective)
+        batch_std = batch_reward_std(*sum_over_ranks(list(reward_moments(reward_tensor)), dist))
+    advantage, zero_share = advantages(reward_tensor, config.group_size, config.advantage_scale, batch_std=batch_std)
     masks = [completion_mask(c, policy.stop_ids) for _, c in groups]
+    lengths = torch.cat([m.sum(1) for m in masks])  # what was generated, truncated completions included
     if config.mask_truncated:
         masks = [m * (~truncated(c, policy.stop_ids)).float()[:, None] for m, (_, c) in zip(masks, groups)]
     keep = list(range(len(groups)))
     if config.dynamic_sampling:
         grouped = reward_tensor.view(-1, config.group_size)
-        keep = [g for g in keep if float(grouped[g].std()) > 0]
+        keep = [g for g in keep if float(grouped[g][~torch.isnan(grouped[g])].std()) > 0]
     weight = 1.0
     if config.dynamic_sampling and dist.world > 1:  # a collective: every rank asks, every step
         if max_over_ranks(len(keep), dist) and not keep:
@@ -104,7 +109,12 @@ def grpo_step(policy, module, reference, prompts, config: GRPOConfig, step: int,
     times["reference"] = time.perf_counter() - clock
     policy.train()
     metrics: dict[str, float] = {}
-    total_tokens = float(sum(masks[g].sum() for g in keep)) or 1.0
+    # dapo's normaliser: the global batch's active tokens per rank (a collective, every step): the ranks' gradients
+    # are averaged, so each rank divides by all tokens / ranks and every token of the global batch weighs the same
+    total_tokens = float(sum(masks[g].sum() for g in keep))
+    if config.aggregation == "dapo":
+        total_tokens = sum_over_ranks([total_tokens], dist)[0] / dist.world
+    total_tokens = total_tokens or 1.0
     for update in range(config.updates_per_batch):
         if not keep:
             break
@@ -133,17 +143,18 @@ def grpo_step(policy, module, reference, prompts, config: GRPOConfig, step: int,
             metrics["clip_fraction"] = float((clipped * mask).sum() / mask.sum().clamp(min=1))
             if ref_logp is not None:
                 metrics["kl"] = float((k3_kl(logp.detach(), ref_logp) * mask).sum() / mask.sum().clamp(min=1))
-    lengths = torch.cat([m.sum(1) for m in masks])
+    scored = reward_tensor[~torch.isnan(reward_tensor)]
     metrics.update({
-        "reward": float(reward_tensor.mean()),
-        "reward_std": float(reward_tensor.std()) if len(rewards) > 1 else 0.0,
+        "reward": float(scored.mean()) if len(scored) else 0.0,
+        "reward_std": float(scored.std()) if len(scored) > 1 else 0.0,
         "zero_std_groups": zero_share,
         "completion_length": float(lengths.mean()),
         "lr": scheduler.get_last_lr()[0],
         "groups_trained": float(len(keep)),
     })
     for name, values in per_function.items():
-        metrics[f"reward_{name}"] = sum(v or 0.0 for v in values) / len(values)
+        applied = [v for v in values if v is not None]  # the completions this function applies to
+        metrics[f"reward_{name}"] = sum(applied) / len(applied) if applied else 0.0
     metrics.update({f"seconds_{k}": v for k, v in times.items()})
     return metrics
 

@@ -7,23 +7,44 @@ import torch
 from .config import ADVANTAGE_SCALES, AGGREGATIONS
 
 
-def advantages(rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-4
-               ) -> tuple[torch.Tensor, float]:
+def advantages(rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-4,
+               batch_std: float | None = None) -> tuple[torch.Tensor, float]:
     """rewards (B * G,) in groups of G -> (advantages (B * G,), share of groups whose rewards are all equal).
 
     A = r - mean_group(r), divided by (std + eps) with std the unbiased standard deviation of the group ("group",
-    R1-Omni / DeepSeekMath), of the whole batch ("batch"), or not at all ("none", Dr. GRPO)."""
+    R1-Omni / DeepSeekMath), of the whole batch ("batch"; over several ranks pass ``batch_std``, the std of every
+    rank's rewards: see ``batch_reward_std``), or not at all ("none", Dr. GRPO). A NaN reward (no reward function
+    applied to that completion) is left out of its group's mean and std, and its advantage is 0 (as TRL does)."""
     if scale not in ADVANTAGE_SCALES:
         raise ValueError(f"advantage scale {scale!r} is not one of {ADVANTAGE_SCALES}")
     grouped = rewards.view(-1, group_size)
-    centred = grouped - grouped.mean(dim=1, keepdim=True)
-    std = grouped.std(dim=1, keepdim=True) if group_size > 1 else torch.zeros_like(grouped[:, :1])
+    valid = ~torch.isnan(grouped)
+    count = valid.sum(dim=1, keepdim=True)
+    mean = torch.where(valid, grouped, 0.0).sum(dim=1, keepdim=True) / count.clamp(min=1)
+    centred = torch.where(valid, grouped - mean, 0.0)
+    std = ((centred ** 2).sum(dim=1, keepdim=True) / (count - 1).clamp(min=1)).sqrt()
+    std = torch.where(count > 1, std, torch.zeros_like(std))
     zero_share = float((std.squeeze(1) == 0).float().mean())
     if scale == "group":
         centred = centred / (std + eps)
     elif scale == "batch":
-        centred = centred / (rewards.std() + eps)
+        if batch_std is None:
+            batch_std = batch_reward_std(*reward_moments(rewards))
+        centred = centred / (batch_std + eps)
     return centred.reshape(-1), zero_share
+
+
+def reward_moments(rewards: torch.Tensor) -> tuple[float, float, float]:
+    """(count, sum, sum of squares) of the non-NaN rewards: what ranks add up for the batch's std."""
+    valid = rewards[~torch.isnan(rewards)].double()
+    return float(valid.numel()), float(valid.sum()), float((valid ** 2).sum())
+
+
+def batch_reward_std(count: float, total: float, squares: float) -> float:
+    """The unbiased std of rewards from their summed moments (over every rank)."""
+    if count < 2:
+        return 0.0
+    return max((squares - total * total / count) / (count - 1), 0.0) ** 0.5
 
 
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
@@ -58,7 +79,8 @@ def aggregate(loss: torch.Tensor, mask: torch.Tensor, how: str = "grpo", max_len
         return ((loss * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
     if how == "bnpo":  # over all tokens of the micro-batch
         return (loss * mask).sum() / mask.sum().clamp(min=1)
-    if how == "dapo":  # over the active tokens of the whole accumulated global batch
+    if how == "dapo":  # over the active tokens of the global batch: pass global_tokens = all ranks' tokens / ranks, so
+        # that after DDP / FSDP average the gradients every token of the global batch weighs the same (as TRL does)
         return (loss * mask).sum() / max(global_tokens or float(mask.sum()), 1.0)
     if how == "dr_grpo":  # sequences x max completion length: no length normalisation bias
         return (loss * mask).sum() / (mask.shape[0] * (max_length or mask.shape[1]))

@@ -36,11 +36,12 @@ REWARDS: dict[str, RewardFunction] = {
 
 def compute_rewards(names_and_weights: dict[str, float], completions: Sequence[str], labels: Sequence[str]
                     ) -> tuple[list[float], dict[str, list[float | None]]]:
-    """Weighted sum per completion and each function's own values (None counts as 0 in the sum)."""
+    """Weighted sum per completion over the functions that apply to it, and each function's own values. A completion
+    no function applies to (all None) gets NaN: the advantages leave it out of its group's mean and std."""
     if len(completions) != len(labels):
         raise ValueError(f"{len(completions)} completions but {len(labels)} labels")
     per_function: dict[str, list[float | None]] = {}
-    total = [0.0] * len(completions)
+    total: list[float | None] = [None] * len(completions)
     for name, weight in names_and_weights.items():
         if name not in REWARDS:
             raise ValueError(f"unknown reward {name!r}; registered: {sorted(REWARDS)}")
@@ -48,5 +49,5 @@ def compute_rewards(names_and_weights: dict[str, float], completions: Sequence[s
         if len(values) != len(completions):
             raise ValueError(f"reward {name!r} returned {len(values)} values for {len(completions)} completions")
         per_function[name] = values
-        total = [t + weight * (v or 0.0) for t, v in zip(total, values)]
-    return total, per_function
+        total = [t if v is None else (t or 0.0) + weight * v for t, v in zip(total, values)]
+    return [float("nan") if t is None else t for t in total], per_function
