@@ -276,3 +276,24 @@ def test_truncation_masking_still_logs_what_was_generated(task, formatted):
                                prompts_per_step=1, max_completion=3, max_steps=1, mask_truncated=True, beta=0.0,
                                eval_data=None))
     assert result["curve"][0]["completion_length"] == 3.0  # every completion was cut at 3 tokens
+
+
+@pytest.mark.parametrize("options", [
+    {"preset": "gspo", "entropy_coef": 0.01},
+    {"preset": "cispo", "beta": 0.04, "kl_importance_correction": True},
+    {"delta": 4.0, "updates_per_batch": 2},
+], ids=["gspo+entropy", "cispo+corrected-kl", "delta"])
+def test_each_objective_trains_a_step(task, formatted, options, tmp_path):
+    from r1omni_edge.train.grpo import GRPOConfig
+
+    config = GRPOConfig.from_dict({"model": formatted, "models_dir": str(task["models"].root),
+                                   "train_data": str(task["files"]["train"]), "data_root": str(task["root"] / "task"),
+                                   "labels": "dfew", "cache_dir": str(task["root"] / "cache"),
+                                   "output_dir": str(tmp_path / "run"), "max_steps": 1, "group_size": 4,
+                                   "prompts_per_step": 2, "max_completion": 24, "tensorboard": False, **options})
+    from r1omni_edge.train.grpo import train_grpo
+
+    metrics = train_grpo(config)["curve"][0]
+    assert metrics["loss"] == metrics["loss"] and metrics["groups_trained"] == 2  # a finite loss over both groups
+    if config.entropy_coef:
+        assert metrics["entropy"] > 0

@@ -165,3 +165,71 @@ def test_grad_accum_is_refused_in_grpo_not_ignored():
 
     with pytest.raises(InputError, match="grad_accum applies to SFT"):
         GRPOConfig.from_dict({"model": "m", "train_data": "d", "grad_accum": 4})
+
+
+def test_gspo_takes_the_sequence_ratio_and_reduces_to_grpo_on_one_token_completions():
+    from r1omni_edge.train.grpo_math import importance_log_ratio
+
+    old = torch.zeros(2, 3)
+    logp = torch.tensor([[0.1, 0.3, 9.0], [0.5, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])  # the 9.0 is padding: it must not count
+    sequence = importance_log_ratio(logp, old, mask, "sequence")
+    assert torch.allclose(sequence, torch.tensor([[0.2] * 3, [0.5] * 3]))
+    loss, clipped = token_loss(logp, old, torch.tensor([1.0, -1.0]), 0.2, 0.28, mask=mask, level="sequence")
+    ratio = torch.exp(torch.tensor(0.2))
+    assert torch.allclose(loss[0, :2], -ratio.expand(2)) and clipped[0].sum() == 0  # e^0.2 = 1.22, inside 1.28
+    assert loss[1, 0] == pytest.approx(float(torch.exp(torch.tensor(0.5))))  # A < 0: the larger ratio counts
+    one_token = torch.tensor([[0.3], [-0.4]]), torch.zeros(2, 1)
+    for advantage in (torch.tensor([1.0, -2.0]), torch.tensor([-0.5, 0.7])):
+        token_level, _ = token_loss(*one_token, advantage, 0.2, 0.28)
+        sequence_level, _ = token_loss(*one_token, advantage, 0.2, 0.28, mask=torch.ones(2, 1), level="sequence")
+        assert torch.allclose(token_level, sequence_level)
+
+
+def test_cispo_clips_a_detached_weight_and_keeps_every_gradient():
+    logp = torch.tensor([[1.0, -1.0]], requires_grad=True)  # ratios e and 1/e against old log-probs of 0
+    loss, clipped = token_loss(logp, torch.zeros(1, 2), torch.tensor([2.0]), eps_high=0.28, objective="cispo")
+    weights = torch.tensor([1.28, float(torch.exp(torch.tensor(-1.0)))])  # e clipped to 1.28; 1/e kept (no floor)
+    assert torch.allclose(loss, -weights * 2.0 * torch.tensor([1.0, -1.0]))
+    assert clipped.tolist() == [[1.0, 0.0]]
+    loss.sum().backward()
+    assert torch.allclose(logp.grad, -weights * 2.0)  # the weight is a constant: d/dlogp = -w A, clipped or not
+    plain = torch.tensor([[1.0, -1.0]], requires_grad=True)
+    value, _ = token_loss(plain, torch.zeros(1, 2), torch.tensor([2.0]), eps_high=0.28)
+    value.sum().backward()
+    assert plain.grad[0, 0] == 0  # PPO's clip leaves the first token without gradient; CISPO does not
+
+
+def test_delta_caps_the_unclipped_ratio_of_a_negative_advantage():
+    logp, old = torch.log(torch.tensor([[3.0]])), torch.zeros(1, 1)  # ratio 3
+    plain, _ = token_loss(logp, old, torch.tensor([-1.0]), 0.2, 0.2)
+    capped, _ = token_loss(logp, old, torch.tensor([-1.0]), 0.2, 0.2, delta=2.0)
+    assert plain.item() == pytest.approx(3.0) and capped.item() == pytest.approx(2.0)
+    positive, _ = token_loss(logp, old, torch.tensor([1.0]), 0.2, 0.2, delta=2.0)
+    assert positive.item() == pytest.approx(-1.2)  # a positive advantage is clipped at 1 + eps as before
+
+
+def test_the_kl_correction_and_the_entropy_bonus_by_hand():
+    logp, old, ref = torch.tensor([[-1.0]]), torch.tensor([[-1.5]]), torch.tensor([[-2.0]])
+    kl = float(k3_kl(logp, ref))
+    ratio = float(torch.exp(torch.tensor(0.5)))
+    base, _ = token_loss(logp, old, torch.tensor([0.0]), beta=0.1, ref_logp=ref)
+    corrected, _ = token_loss(logp, old, torch.tensor([0.0]), beta=0.1, ref_logp=ref, kl_correction=True)
+    assert base.item() == pytest.approx(0.1 * kl) and corrected.item() == pytest.approx(0.1 * kl * ratio)
+    bonus, _ = token_loss(logp, old, torch.tensor([0.0]), entropy=torch.tensor([[2.5]]), entropy_coef=0.01)
+    assert bonus.item() == pytest.approx(-0.025)
+    with pytest.raises(ValueError, match="entropies"):
+        token_loss(logp, old, torch.tensor([0.0]), entropy_coef=0.01)
+
+
+def test_objective_presets_and_their_checks():
+    from r1omni_edge.train.config import GRPOConfig
+
+    gspo = GRPOConfig.from_dict({"model": "m", "train_data": "d", "preset": "gspo"})
+    assert (gspo.importance_sampling_level, gspo.eps_low, gspo.eps_high, gspo.beta) == ("sequence", 3e-4, 4e-4, 0.0)
+    cispo = GRPOConfig.from_dict({"model": "m", "train_data": "d", "preset": "cispo"})
+    assert (cispo.objective, cispo.aggregation) == ("cispo", "dapo")
+    with pytest.raises(InputError, match="delta 1.1 must exceed 1 \\+ eps_high"):
+        GRPOConfig.from_dict({"model": "m", "train_data": "d", "delta": 1.1})
+    with pytest.raises(InputError, match="objective"):
+        GRPOConfig.from_dict({"model": "m", "train_data": "d", "objective": "ppo2"})

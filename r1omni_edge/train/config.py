@@ -17,6 +17,8 @@ from .rewards import REWARDS
 TRAINABLE_PARTS = ("mm_projector", "bert_gate", "audio_projector", "llm")
 ADVANTAGE_SCALES = ("group", "batch", "none")
 AGGREGATIONS = ("grpo", "bnpo", "dapo", "dr_grpo")
+IMPORTANCE_LEVELS = ("token", "sequence")  # sequence: GSPO
+OBJECTIVES = ("clip", "cispo")
 
 
 @dataclass
@@ -163,6 +165,12 @@ class GRPOConfig(TrainConfig):
     mask_truncated: bool = False  # no loss on completions cut at max_completion
     shared_prefix: bool = True
     reward_labels: str = "truth"  # "random": the control whose accuracy must not improve
+    # objectives beyond the published recipe (grpo_math.token_loss cites each source); the defaults are the published
+    importance_sampling_level: str = "token"  # "sequence": GSPO's length-normalised sequence ratio
+    objective: str = "clip"  # "cispo": MiniMax-M1's clipped, detached importance weight times log pi
+    kl_importance_correction: bool = False  # the KL estimate times the importance ratio (DeepSeek-V3.2)
+    entropy_coef: float = 0.0  # an entropy bonus: the loss minus entropy_coef * each token's entropy
+    delta: float | None = None  # INTELLECT-2: cap on the unclipped ratio (above 1 + eps_high, e.g. 4)
     eval_max_tokens: int = 64
     learning_rate: float = 1e-6
     schedule: str = "linear"
@@ -171,15 +179,22 @@ class GRPOConfig(TrainConfig):
     RANGES = {**TrainConfig.RANGES, "group_size": at_least(2), "prompts_per_step": at_least(1),
               "temperature": POSITIVE, "top_k": at_least(0), "max_completion": at_least(1), "beta": at_least(0),
               "updates_per_batch": at_least(1), "eps_low": between(0, 1), "eps_high": at_least(0),
-              "eval_max_tokens": at_least(1)}
+              "eval_max_tokens": at_least(1), "entropy_coef": at_least(0)}
     CHOICES = {**TrainConfig.CHOICES, "advantage_scale": ADVANTAGE_SCALES, "aggregation": AGGREGATIONS,
-               "reward_labels": ("truth", "random")}
+               "reward_labels": ("truth", "random"), "importance_sampling_level": IMPORTANCE_LEVELS,
+               "objective": OBJECTIVES}
 
     def check(self, source: str = "config") -> None:
         super().check(source)
         if self.grad_accum != 1:
             raise InputError(f"{source}: grad_accum applies to SFT; a GRPO step is already one optimizer step over "
                              "prompts_per_step prompts (all ranks together): set prompts_per_step instead")
+        if self.delta is not None and self.delta <= 1 + self.eps_high:
+            raise InputError(f"{source}: delta {self.delta} must exceed 1 + eps_high ({1 + self.eps_high:g}): it caps "
+                             "the unclipped ratio above the clipping range (INTELLECT-2 used 4)")
+        if self.delta is not None and self.objective == "cispo":
+            raise InputError(f"{source}: delta caps PPO's unclipped ratio; cispo has none (its weight is clipped at "
+                             "1 + eps_high): drop one")
         unknown = sorted(set(self.rewards) - set(REWARDS))
         if unknown:
             raise InputError(f"{source}: rewards: unknown reward(s) {', '.join(unknown)}; registered: "
@@ -191,6 +206,12 @@ class GRPOConfig(TrainConfig):
             return cls(group_size=8, prompts_per_step=16, temperature=1.0, top_k=50, max_completion=512, beta=0.04,
                        learning_rate=1e-6, schedule="linear", warmup_ratio=0.0, epochs=2, updates_per_batch=1,
                        eps_low=0.2, eps_high=0.2, advantage_scale="group", aggregation="grpo")
+        if name == "gspo":  # GSPO (arXiv 2507.18071) as TRL's paper index reproduces it: sequence ratio, section 5.1
+            return cls(importance_sampling_level="sequence", beta=0.0, eps_low=3e-4, eps_high=4e-4,
+                       aggregation="grpo", advantage_scale="group", updates_per_batch=2)
+        if name == "cispo":  # CISPO (MiniMax-M1, arXiv 2506.13585): clipped IS weight, token-level mean, no KL
+            return cls(objective="cispo", beta=0.0, eps_high=4.0, aggregation="dapo", advantage_scale="group",
+                       updates_per_batch=2)
         if name == "modern":  # DAPO / Dr. GRPO lessons: no KL, clip-higher, token-level loss, dynamic sampling
             return cls(beta=0.0, eps_low=0.2, eps_high=0.28, aggregation="dapo", advantage_scale="group",
                        dynamic_sampling=True, mask_truncated=True, updates_per_batch=2, learning_rate=1e-6,

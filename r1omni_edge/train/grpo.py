@@ -120,15 +120,23 @@ def grpo_step(policy, module, reference, prompts, config: GRPOConfig, step: int,
             break
         clock = time.perf_counter()
         logps = module("logprobs", groups=[groups[g] for g in keep], temperature=config.temperature,
-                       shared_prefix=config.shared_prefix)
+                       shared_prefix=config.shared_prefix, with_entropy=bool(config.entropy_coef))
+        entropy = None
+        if config.entropy_coef:
+            logps, entropies = [pair[0] for pair in logps], [pair[1] for pair in logps]
         width = max(l.shape[1] for l in logps)
         pad = lambda rows: torch.cat([torch.nn.functional.pad(r, (0, width - r.shape[1])) for r in rows])  # noqa: E731
         logp = pad(logps)
+        if config.entropy_coef:
+            entropy = pad(entropies)
         old_logp = pad(old) if old is not None else logp.detach()
         ref_logp = pad(ref) if ref is not None else None
         mask = pad([masks[g] for g in keep])
         adv = torch.cat([advantage.view(-1, config.group_size)[g] for g in keep]).to(logp.device)
-        losses, clipped = token_loss(logp, old_logp, adv, config.eps_low, config.eps_high, config.beta, ref_logp)
+        losses, clipped = token_loss(logp, old_logp, adv, config.eps_low, config.eps_high, config.beta, ref_logp,
+                                     mask=mask, level=config.importance_sampling_level, objective=config.objective,
+                                     delta=config.delta, kl_correction=config.kl_importance_correction,
+                                     entropy=entropy, entropy_coef=config.entropy_coef)
         loss = weight * aggregate(losses, mask, config.aggregation, config.max_completion, total_tokens)
         times["policy_forward"] = times.get("policy_forward", 0.0) + time.perf_counter() - clock
         clock = time.perf_counter()
@@ -141,6 +149,8 @@ def grpo_step(policy, module, reference, prompts, config: GRPOConfig, step: int,
         if update == 0:
             metrics["loss"] = float(loss.detach())
             metrics["clip_fraction"] = float((clipped * mask).sum() / mask.sum().clamp(min=1))
+            if entropy is not None:
+                metrics["entropy"] = float((entropy.detach() * mask).sum() / mask.sum().clamp(min=1))
             if ref_logp is not None:
                 metrics["kl"] = float((k3_kl(logp.detach(), ref_logp) * mask).sum() / mask.sum().clamp(min=1))
     scored = reward_tensor[~torch.isnan(reward_tensor)]

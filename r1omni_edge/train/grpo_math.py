@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .config import ADVANTAGE_SCALES, AGGREGATIONS
+from .config import ADVANTAGE_SCALES, AGGREGATIONS, IMPORTANCE_LEVELS, OBJECTIVES
 
 
 def advantages(rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-4,
@@ -53,21 +53,58 @@ def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     return torch.exp(delta) - delta - 1
 
 
+def importance_log_ratio(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor | None = None,
+                         level: str = "token") -> torch.Tensor:
+    """log pi / pi_old per token (PPO, GRPO), or per sequence (GSPO, Zheng et al. 2025, arXiv 2507.18071: the mean
+    token log-ratio over the completion, the length-normalised sequence likelihood ratio), broadcast to its tokens."""
+    log_ratio = logp - old_logp
+    if level == "token":
+        return log_ratio
+    if level != "sequence":
+        raise ValueError(f"importance sampling level {level!r} is not one of {IMPORTANCE_LEVELS}")
+    mask = torch.ones_like(log_ratio) if mask is None else mask.to(log_ratio.dtype)
+    sequence = (log_ratio * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True).clamp(min=1)
+    return sequence.expand_as(log_ratio)
+
+
 def token_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantage: torch.Tensor, eps_low: float = 0.2,
-               eps_high: float = 0.2, beta: float = 0.0, ref_logp: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clipped surrogate per token (+ beta * KL). logp/old_logp/ref_logp (N, L); advantage (N,).
-    Returns (loss per token, clipped mask)."""
-    ratio = torch.exp(logp - old_logp)
+               eps_high: float = 0.2, beta: float = 0.0, ref_logp: torch.Tensor | None = None, *,
+               mask: torch.Tensor | None = None, level: str = "token", objective: str = "clip",
+               delta: float | None = None, kl_correction: bool = False, entropy: torch.Tensor | None = None,
+               entropy_coef: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss per token and the mask of tokens whose ratio was clipped. logp/old_logp/ref_logp/entropy (N, L);
+    advantage (N,); ``mask`` (N, L) is needed for the sequence level only.
+
+    - ``objective="clip"``: PPO's clipped surrogate -min(r A, clip(r, 1 - eps_low, 1 + eps_high) A) (GRPO,
+      DeepSeekMath arXiv 2402.03300; separate bounds: DAPO arXiv 2503.14476). ``delta`` caps the unclipped ratio,
+      so a token with a negative advantage cannot take an unbounded step (INTELLECT-2, arXiv 2505.07291).
+    - ``objective="cispo"``: CISPO (MiniMax-M1, arXiv 2506.13585): -sg(min(r, 1 + eps_high)) A log pi. The
+      importance weight is clipped and detached, so every token keeps its gradient (no lower bound, as the paper).
+    - ``beta`` adds beta * k3 KL to the reference; ``kl_correction`` multiplies that estimate by the importance
+      ratio, which makes it unbiased for samples drawn from pi_old (DeepSeek-V3.2's technical report).
+    - ``entropy_coef`` subtracts entropy_coef * the token's entropy (an entropy bonus)."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective {objective!r} is not one of {OBJECTIVES}")
+    ratio = torch.exp(importance_log_ratio(logp, old_logp, mask, level))
     adv = advantage[:, None]
-    unclipped = ratio * adv
-    clipped = torch.clamp(ratio, 1 - eps_low, 1 + eps_high) * adv
-    loss = -torch.min(unclipped, clipped)
-    was_clipped = (clipped < unclipped).float()
+    if objective == "cispo":
+        weight = torch.clamp(ratio, max=1 + eps_high).detach()
+        loss = -weight * adv * logp
+        was_clipped = (ratio > 1 + eps_high).float()
+    else:
+        unclipped = (ratio if delta is None else torch.clamp(ratio, max=delta)) * adv
+        clipped = torch.clamp(ratio, 1 - eps_low, 1 + eps_high) * adv
+        loss = -torch.min(unclipped, clipped)
+        was_clipped = (clipped < unclipped).float()
     if beta:
         if ref_logp is None:
             raise ValueError("beta > 0 needs the reference model's log-probabilities")
-        loss = loss + beta * k3_kl(logp, ref_logp)
+        kl = k3_kl(logp, ref_logp)
+        loss = loss + beta * (kl * ratio if kl_correction else kl)
+    if entropy_coef:
+        if entropy is None:
+            raise ValueError("entropy_coef > 0 needs the tokens' entropies")
+        loss = loss - entropy_coef * entropy
     return loss, was_clipped
 
 

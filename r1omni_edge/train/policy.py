@@ -98,8 +98,9 @@ class Policy(nn.Module):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
 
     def completion_logprobs(self, prompt: Prompt, completions: torch.Tensor, temperature: float = 1.0,
-                            shared_prefix: bool = True) -> torch.Tensor:
-        """log p(completion token | prompt, earlier tokens) under temperature-scaled logits: (G, C).
+                            shared_prefix: bool = True, with_entropy: bool = False):
+        """log p(completion token | prompt, earlier tokens) under temperature-scaled logits: (G, C); with
+        ``with_entropy``, also each position's entropy over the vocabulary, (G, C) (for an entropy bonus).
 
         Gradient checkpointing cannot keep a KV cache (transformers drops it, as a replayed layer would write it
         twice), so while it is active the prompt runs with each completion instead of once."""
@@ -121,7 +122,10 @@ class Policy(nn.Module):
             full = torch.cat([prefix.expand(groups, -1, -1), tail], dim=1)
             logits = self.model.llm(inputs_embeds=full).logits[:, prefix.shape[1] - 1:]
         logp = torch.log_softmax(logits.float() / temperature, dim=-1)
-        return logp.gather(-1, completions[..., None]).squeeze(-1)
+        chosen = logp.gather(-1, completions[..., None]).squeeze(-1)
+        if with_entropy:
+            return chosen, -(logp.exp() * logp).sum(-1)
+        return chosen
 
     # ---- sampling (no gradients) --------------------------------------------------------------------------------
     @torch.no_grad()
