@@ -297,3 +297,27 @@ def test_each_objective_trains_a_step(task, formatted, options, tmp_path):
     assert metrics["loss"] == metrics["loss"] and metrics["groups_trained"] == 2  # a finite loss over both groups
     if config.entropy_coef:
         assert metrics["entropy"] > 0
+
+
+def test_a_user_reward_by_import_path_sees_each_completion_s_clip(task, formatted, tmp_path, monkeypatch):
+    from r1omni_edge.train.grpo import GRPOConfig, train_grpo
+
+    (tmp_path / "clip_rewards.py").write_text(
+        "calls = []\n"
+        "def by_clip(completions, labels, metadata):\n"
+        "    calls.append(metadata)\n"
+        "    return [1.0 if m['label'] == label else 0.0 for m, label in zip(metadata, labels)]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = GRPOConfig.from_dict({"model": formatted, "models_dir": str(task["models"].root),
+                                   "train_data": str(task["files"]["train"]), "data_root": str(task["root"] / "task"),
+                                   "labels": "dfew", "cache_dir": str(task["root"] / "cache"),
+                                   "output_dir": str(tmp_path / "run"), "max_steps": 1, "group_size": 3,
+                                   "prompts_per_step": 2, "max_completion": 16, "tensorboard": False, "beta": 0.0,
+                                   "rewards": {"format": 1.0, "clip_rewards:by_clip": 0.5}})
+    metrics = train_grpo(config)["curve"][0]
+    import clip_rewards
+
+    (metadata,) = clip_rewards.calls
+    assert len(metadata) == 6 and [m["sample"] for m in metadata] == [0, 1, 2, 0, 1, 2]
+    assert all(m["video"].endswith(".mp4") and m["label"] for m in metadata)
+    assert metrics["reward_clip_rewards:by_clip"] == 1.0  # the truth labels are the clips' own

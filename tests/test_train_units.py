@@ -233,3 +233,46 @@ def test_objective_presets_and_their_checks():
         GRPOConfig.from_dict({"model": "m", "train_data": "d", "delta": 1.1})
     with pytest.raises(InputError, match="objective"):
         GRPOConfig.from_dict({"model": "m", "train_data": "d", "objective": "ppo2"})
+
+
+USER_REWARDS = '''
+seen = []
+
+def with_metadata(completions, labels, metadata):
+    seen.append(metadata)
+    return [1.0 if m.get("video", "").endswith(".mp4") else None for m in metadata]
+
+def plain(completions, labels):
+    return [0.5 for _ in completions]
+
+def one_argument(completions):
+    return [0.0 for _ in completions]
+
+not_a_function = 3
+'''
+
+
+def test_user_rewards_by_import_path_are_checked_when_the_config_is(tmp_path, monkeypatch):
+    from r1omni_edge.train.config import GRPOConfig
+    from r1omni_edge.train.rewards import resolve_reward
+
+    (tmp_path / "my_rewards.py").write_text(USER_REWARDS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = GRPOConfig.from_dict({"model": "m", "train_data": "d",
+                                   "rewards": {"format": 1.0, "my_rewards:with_metadata": 0.5, "my_rewards:plain": 1}})
+    assert set(config.rewards) == {"format", "my_rewards:with_metadata", "my_rewards:plain"}
+    assert resolve_reward("my_rewards:with_metadata")[1] and not resolve_reward("my_rewards:plain")[1]
+    for name, message in (("nowhere_module:f", "cannot import nowhere_module"),
+                          ("my_rewards:missing", "has no function 'missing'"),
+                          ("my_rewards:not_a_function", "has no function 'not_a_function'"),
+                          ("my_rewards:one_argument", "must take \\(completions, labels\\)"),
+                          ("vibes", "unknown reward")):
+        with pytest.raises(InputError, match=message):
+            GRPOConfig.from_dict({"model": "m", "train_data": "d", "rewards": {name: 1.0}})
+    metadata = [{"video": "a.mp4"}, {"video": "b.txt"}]
+    total, parts = compute_rewards({"my_rewards:with_metadata": 2.0, "my_rewards:plain": 1.0}, ["x", "y"],
+                                   ["happy", "sad"], metadata)
+    assert total == [2.5, 0.5] and parts["my_rewards:with_metadata"] == [1.0, None]
+    import my_rewards
+
+    assert my_rewards.seen[-1] == metadata  # the function got each completion's clip metadata

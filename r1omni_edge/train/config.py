@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..typed import POSITIVE, at_least, between, check_value, range_problems
-from .rewards import REWARDS
+from .rewards import REWARDS, resolve_reward
 
 TRAINABLE_PARTS = ("mm_projector", "bert_gate", "audio_projector", "llm")
 ADVANTAGE_SCALES = ("group", "batch", "none")
@@ -195,10 +195,16 @@ class GRPOConfig(TrainConfig):
         if self.delta is not None and self.objective == "cispo":
             raise InputError(f"{source}: delta caps PPO's unclipped ratio; cispo has none (its weight is clipped at "
                              "1 + eps_high): drop one")
-        unknown = sorted(set(self.rewards) - set(REWARDS))
+        unknown = sorted(name for name in set(self.rewards) - set(REWARDS) if ":" not in name)
         if unknown:
             raise InputError(f"{source}: rewards: unknown reward(s) {', '.join(unknown)}; registered: "
-                             f"{', '.join(sorted(REWARDS))}")
+                             f"{', '.join(sorted(REWARDS))}, or a function of yours as 'package.module:function'")
+        for name in self.rewards:  # the user's functions: imported and their signatures checked now, not mid-run
+            if ":" in name:
+                try:
+                    resolve_reward(name)
+                except InputError as exc:
+                    raise InputError(f"{source}: {exc}") from None
 
     @classmethod
     def preset(cls, name: str):

@@ -69,7 +69,7 @@ def grpo_step(policy, module, reference, prompts, config: GRPOConfig, step: int,
     times: dict[str, float] = {}
     clock = time.perf_counter()
     chosen = shard(step_prompts(len(prompts), config.prompts_per_step, config.seed, step), dist)
-    groups, texts, truths = [], [], []
+    groups, texts, truths, metadata = [], [], [], []
     policy.eval()  # no dropout while sampling
     for index in chosen:
         completions = policy("rollout", prompt=prompts[index], groups=config.group_size,
@@ -78,8 +78,12 @@ def grpo_step(policy, module, reference, prompts, config: GRPOConfig, step: int,
         groups.append((prompts[index], completions))
         texts += policy.decode(completions)
         truths += [prompts[index].sample.label] * config.group_size
+        sample = prompts[index].sample
+        metadata += [{"video": str(sample.video), "label": sample.label, "prompt": sample.prompt,
+                      "dataset_index": sample.index, "sample": member} for member in range(config.group_size)]
     times["rollout"] = time.perf_counter() - clock
-    rewards, per_function = compute_rewards(config.rewards, texts, _reward_labels(config, truths, labels, step))
+    rewards, per_function = compute_rewards(config.rewards, texts, _reward_labels(config, truths, labels, step),
+                                            metadata)
     reward_tensor = torch.tensor(rewards, dtype=torch.float32)
     batch_std = None
     if config.advantage_scale == "batch":  # the std of the global batch: every rank's rewards (a collective)
