@@ -233,10 +233,10 @@ def test_unwritable_jsonl_is_one_line(case, bundles, clips, tmp_path, capsys, mo
     if case == "read_only":
         import r1omni_edge.runtime.live as live
 
-        def read_only(path, *args, **kwargs):
-            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        def read_only(handler):  # where the JSONL sink opens its file (logging's rotating handler)
+            raise OSError(errno.EROFS, "Read-only file system", handler.baseFilename)
 
-        monkeypatch.setattr(live, "open", read_only, raising=False)
+        monkeypatch.setattr(live._RotatingJsonl, "_open", read_only)
     code, out, err = run_cli(capsys, "stream", clips["av"], "--bundle", bundles["fp32"][1], "--fast", "--quiet",
                              "--jsonl", target)
     line = error_line(err, "stream")

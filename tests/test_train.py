@@ -321,3 +321,43 @@ def test_a_user_reward_by_import_path_sees_each_completion_s_clip(task, formatte
     assert len(metadata) == 6 and [m["sample"] for m in metadata] == [0, 1, 2, 0, 1, 2]
     assert all(m["video"].endswith(".mp4") and m["label"] for m in metadata)
     assert metrics["reward_clip_rewards:by_clip"] == 1.0  # the truth labels are the clips' own
+
+
+@pytest.mark.parametrize("aggregation, micros", [("grpo", (4, 2, None)), ("dapo", (4, 2))])
+def test_micro_batches_give_the_gradients_of_the_whole_batch(task, formatted, tmp_path, monkeypatch, aggregation,
+                                                             micros):
+    """The first update's gradients (captured where they are clipped): micro-batches of the whole group (G = 4), of
+    2 completions, and every group in one forward (the default) agree within 1e-5."""
+    from r1omni_edge.train import grpo
+    from r1omni_edge.train.grpo import GRPOConfig, train_grpo
+
+    captured = []
+    real_clip = grpo.clip_gradients
+
+    def capture(policy, max_norm):
+        captured.append({n: p.grad.detach().clone() for n, p in policy.named_parameters() if p.grad is not None})
+        return real_clip(policy, max_norm)
+
+    monkeypatch.setattr(grpo, "clip_gradients", capture)
+    (tmp_path / "varied_rewards.py").write_text(  # rewards that vary within every group, so there is a gradient
+        "def by_text(completions, labels):\n    return [float(sum(map(ord, c)) % 7) for c in completions]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    grads = {}
+    for micro in micros:
+        config = GRPOConfig.from_dict({"model": formatted, "models_dir": str(task["models"].root),
+                                       "train_data": str(task["files"]["train"]),
+                                       "data_root": str(task["root"] / "task"), "labels": "dfew",
+                                       "cache_dir": str(task["root"] / "cache"), "output_dir": str(tmp_path / f"m{micro}"),
+                                       "max_steps": 1, "group_size": 4, "prompts_per_step": 2, "max_completion": 24,
+                                       "beta": 0.04, "aggregation": aggregation, "micro_batch": micro,
+                                       "tensorboard": False, "rewards": {"varied_rewards:by_text": 1.0}})
+        captured.clear()
+        train_grpo(config)
+        grads[micro] = captured[0]
+    whole = grads[micros[0]]
+    assert sum(float(g.abs().sum()) for g in whole.values()) > 0  # there was a gradient to compare
+    for micro in micros[1:]:
+        assert grads[micro].keys() == whole.keys()
+        for name, value in whole.items():
+            torch.testing.assert_close(grads[micro][name], value, atol=1e-5, rtol=1e-4,
+                                       msg=lambda m, n=name, k=micro: f"micro_batch {k}, {n}: {m}")

@@ -171,6 +171,9 @@ class GRPOConfig(TrainConfig):
     kl_importance_correction: bool = False  # the KL estimate times the importance ratio (DeepSeek-V3.2)
     entropy_coef: float = 0.0  # an entropy bonus: the loss minus entropy_coef * each token's entropy
     delta: float | None = None  # INTELLECT-2: cap on the unclipped ratio (above 1 + eps_high, e.g. 4)
+    # completions per forward and backward in the update (gradients accumulated), and per no-grad log-prob pass:
+    # peak memory follows it, not group_size. None: every kept group of the rank in one forward
+    micro_batch: int | None = None
     eval_max_tokens: int = 64
     learning_rate: float = 1e-6
     schedule: str = "linear"
@@ -179,7 +182,8 @@ class GRPOConfig(TrainConfig):
     RANGES = {**TrainConfig.RANGES, "group_size": at_least(2), "prompts_per_step": at_least(1),
               "temperature": POSITIVE, "top_k": at_least(0), "max_completion": at_least(1), "beta": at_least(0),
               "updates_per_batch": at_least(1), "eps_low": between(0, 1), "eps_high": at_least(0),
-              "eval_max_tokens": at_least(1), "entropy_coef": at_least(0)}
+              "eval_max_tokens": at_least(1), "entropy_coef": at_least(0),
+              "micro_batch": (lambda value: value is None or value >= 1, "at least 1, or null (no micro-batches)")}
     CHOICES = {**TrainConfig.CHOICES, "advantage_scale": ADVANTAGE_SCALES, "aggregation": AGGREGATIONS,
                "reward_labels": ("truth", "random"), "importance_sampling_level": IMPORTANCE_LEVELS,
                "objective": OBJECTIVES}

@@ -57,6 +57,15 @@ def train_grpo(config: GRPOConfig, progress=None) -> dict:
     return run.finish(total, config.eval_max_tokens, {"curve": curve})
 
 
+def micro_batches(keep: list[int], group_size: int, micro_batch: int | None) -> list[list[tuple[int, int, int]]]:
+    """The update's forwards as lists of (group, first, end) completion ranges: every kept group in one forward
+    (``micro_batch`` None), or ranges of at most ``micro_batch`` completions of one group each."""
+    if micro_batch is None:
+        return [[(g, 0, group_size) for g in keep]] if keep else []
+    return [[(g, start, min(start + micro_batch, group_size))] for g in keep
+            for start in range(0, group_size, micro_batch)]
+
+
 def _reward_labels(config: GRPOConfig, truths: list[str], labels: tuple[str, ...], step: int) -> list[str]:
     if config.reward_labels == "truth":
         return truths
@@ -101,62 +110,87 @@ def grpo_step(policy, module, reference, prompts, config: GRPOConfig, step: int,
     if config.dynamic_sampling and dist.world > 1:  # a collective: every rank asks, every step
         if max_over_ranks(len(keep), dist) and not keep:
             keep, weight = [0], 0.0  # other ranks update: join their backward passes with a zero-weighted group
+    # the update's forwards: every kept group at once, or micro-batches of `micro_batch` completions (gradients
+    # accumulated), so that peak memory follows the micro-batch, not G. Every rank runs as many as the busiest one
+    # (collectives must match under DDP and FSDP); the extra ones are zero-weighted.
+    chunks = micro_batches(keep, config.group_size, config.micro_batch)
+    weights = [weight] * len(chunks)
+    if dist.world > 1:
+        busiest = max_over_ranks(len(chunks), dist)
+        filler = chunks[0] if chunks else [(0, 0, min(config.micro_batch or config.group_size, config.group_size))]
+        weights += [0.0] * (busiest - len(chunks))
+        chunks += [filler] * (busiest - len(chunks))
+    pick = lambda chunk: [(groups[g][0], groups[g][1][a:b]) for g, a, b in chunk]  # noqa: E731
     clock = time.perf_counter()
     with torch.no_grad():
-        old = None
-        if config.updates_per_batch > 1 and keep:
-            old = policy("logprobs", groups=[groups[g] for g in keep], temperature=config.temperature,
-                         shared_prefix=config.shared_prefix)
-        ref = None
-        if config.beta and keep:
-            ref = reference_logprobs(policy, reference, [groups[g] for g in keep], config)
+        old = [policy("logprobs", groups=pick(chunk), temperature=config.temperature,
+                      shared_prefix=config.shared_prefix) for chunk in chunks] \
+            if config.updates_per_batch > 1 and chunks else None
+        ref = [reference_logprobs(policy, reference, pick(chunk), config) for chunk in chunks] \
+            if config.beta and chunks else None
     times["reference"] = time.perf_counter() - clock
     policy.train()
     metrics: dict[str, float] = {}
-    # dapo's normaliser: the global batch's active tokens per rank (a collective, every step): the ranks' gradients
-    # are averaged, so each rank divides by all tokens / ranks and every token of the global batch weighs the same
-    total_tokens = float(sum(masks[g].sum() for g in keep))
-    if config.aggregation == "dapo":
-        total_tokens = sum_over_ranks([total_tokens], dist)[0] / dist.world
-    total_tokens = total_tokens or 1.0
+    # the normalisers of the whole batch, whatever the micro-batches: its sequences and active tokens, and dapo's
+    # global active tokens per rank (a collective, every step): the ranks' gradients are averaged, so each rank
+    # divides by all tokens / ranks and every token of the global batch weighs the same
+    sequences = float(len(keep) * config.group_size) or 1.0
+    local_tokens = float(sum(masks[g].sum() for g in keep))
+    total_tokens = sum_over_ranks([local_tokens], dist)[0] / dist.world if config.aggregation == "dapo" \
+        else local_tokens
+    norms = {"global_tokens": total_tokens or 1.0, "sequences": sequences, "tokens": local_tokens or 1.0}
     for update in range(config.updates_per_batch):
-        if not keep:
+        if not chunks:
             break
+        sums = {"loss": 0.0, "clipped": 0.0, "tokens": 0.0, "entropy": 0.0, "kl": 0.0}
+        for index, (chunk, chunk_weight) in enumerate(zip(chunks, weights)):
+            clock = time.perf_counter()
+            logps = module("logprobs", groups=pick(chunk), temperature=config.temperature,
+                           shared_prefix=config.shared_prefix, with_entropy=bool(config.entropy_coef))
+            entropy = None
+            if config.entropy_coef:
+                logps, entropies = [pair[0] for pair in logps], [pair[1] for pair in logps]
+            width = max(l.shape[1] for l in logps)
+            pad = lambda rows: torch.cat([torch.nn.functional.pad(r, (0, width - r.shape[1])) for r in rows])  # noqa: E731
+            logp = pad(logps)
+            if config.entropy_coef:
+                entropy = pad(entropies)
+            old_logp = pad(old[index]) if old is not None else logp.detach()
+            ref_logp = pad(ref[index]) if ref is not None else None
+            mask = pad([masks[g][a:b] for g, a, b in chunk])
+            adv = torch.cat([advantage.view(-1, config.group_size)[g][a:b] for g, a, b in chunk]).to(logp.device)
+            losses, clipped = token_loss(logp, old_logp, adv, config.eps_low, config.eps_high, config.beta, ref_logp,
+                                         mask=mask, level=config.importance_sampling_level,
+                                         objective=config.objective, delta=config.delta,
+                                         kl_correction=config.kl_importance_correction, entropy=entropy,
+                                         entropy_coef=config.entropy_coef)
+            loss = chunk_weight * aggregate(losses, mask, config.aggregation, config.max_completion, **norms)
+            times["policy_forward"] = times.get("policy_forward", 0.0) + time.perf_counter() - clock
+            clock = time.perf_counter()
+            loss.backward()
+            times["policy_backward"] = times.get("policy_backward", 0.0) + time.perf_counter() - clock
+            if chunk_weight:
+                sums["loss"] += float(loss.detach())
+                sums["clipped"] += float((clipped * mask).sum())
+                sums["tokens"] += float(mask.sum())
+                if entropy is not None:
+                    sums["entropy"] += float((entropy.detach() * mask).sum())
+                if ref_logp is not None:
+                    sums["kl"] += float((k3_kl(logp.detach(), ref_logp) * mask).sum())
         clock = time.perf_counter()
-        logps = module("logprobs", groups=[groups[g] for g in keep], temperature=config.temperature,
-                       shared_prefix=config.shared_prefix, with_entropy=bool(config.entropy_coef))
-        entropy = None
-        if config.entropy_coef:
-            logps, entropies = [pair[0] for pair in logps], [pair[1] for pair in logps]
-        width = max(l.shape[1] for l in logps)
-        pad = lambda rows: torch.cat([torch.nn.functional.pad(r, (0, width - r.shape[1])) for r in rows])  # noqa: E731
-        logp = pad(logps)
-        if config.entropy_coef:
-            entropy = pad(entropies)
-        old_logp = pad(old) if old is not None else logp.detach()
-        ref_logp = pad(ref) if ref is not None else None
-        mask = pad([masks[g] for g in keep])
-        adv = torch.cat([advantage.view(-1, config.group_size)[g] for g in keep]).to(logp.device)
-        losses, clipped = token_loss(logp, old_logp, adv, config.eps_low, config.eps_high, config.beta, ref_logp,
-                                     mask=mask, level=config.importance_sampling_level, objective=config.objective,
-                                     delta=config.delta, kl_correction=config.kl_importance_correction,
-                                     entropy=entropy, entropy_coef=config.entropy_coef)
-        loss = weight * aggregate(losses, mask, config.aggregation, config.max_completion, total_tokens)
-        times["policy_forward"] = times.get("policy_forward", 0.0) + time.perf_counter() - clock
-        clock = time.perf_counter()
-        loss.backward()
         clip_gradients(policy, config.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
         times["policy_backward"] = times.get("policy_backward", 0.0) + time.perf_counter() - clock
         if update == 0:
-            metrics["loss"] = float(loss.detach())
-            metrics["clip_fraction"] = float((clipped * mask).sum() / mask.sum().clamp(min=1))
-            if entropy is not None:
-                metrics["entropy"] = float((entropy.detach() * mask).sum() / mask.sum().clamp(min=1))
-            if ref_logp is not None:
-                metrics["kl"] = float((k3_kl(logp.detach(), ref_logp) * mask).sum() / mask.sum().clamp(min=1))
+            tokens = max(sums["tokens"], 1.0)
+            metrics["loss"] = sums["loss"]
+            metrics["clip_fraction"] = sums["clipped"] / tokens
+            if config.entropy_coef:
+                metrics["entropy"] = sums["entropy"] / tokens
+            if config.beta:
+                metrics["kl"] = sums["kl"] / tokens
     scored = reward_tensor[~torch.isnan(reward_tensor)]
     metrics.update({
         "reward": float(scored.mean()) if len(scored) else 0.0,

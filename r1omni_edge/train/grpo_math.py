@@ -109,18 +109,22 @@ def token_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantage: torch.Tens
 
 
 def aggregate(loss: torch.Tensor, mask: torch.Tensor, how: str = "grpo", max_length: int | None = None,
-              global_tokens: float | None = None) -> torch.Tensor:
-    """Token losses (N, L) and completion mask (N, L) -> scalar, by the chosen aggregation."""
+              global_tokens: float | None = None, sequences: float | None = None, tokens: float | None = None
+              ) -> torch.Tensor:
+    """Token losses (N, L) and completion mask (N, L) -> scalar, by the chosen aggregation. For a micro-batch of a
+    larger batch, pass the batch's ``sequences`` and active ``tokens`` (and dapo's ``global_tokens``): the
+    micro-batches' results then add up to the batch's (defaults: this call's own)."""
     mask = mask.to(loss.dtype)
+    sequences = sequences or mask.shape[0]
     if how == "grpo":  # per-sequence mean, then mean over sequences (R1-Omni)
-        return ((loss * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
-    if how == "bnpo":  # over all tokens of the micro-batch
-        return (loss * mask).sum() / mask.sum().clamp(min=1)
+        return ((loss * mask).sum(1) / mask.sum(1).clamp(min=1)).sum() / sequences
+    if how == "bnpo":  # over all tokens of the batch
+        return (loss * mask).sum() / max(tokens or float(mask.sum()), 1.0)
     if how == "dapo":  # over the active tokens of the global batch: pass global_tokens = all ranks' tokens / ranks, so
         # that after DDP / FSDP average the gradients every token of the global batch weighs the same (as TRL does)
         return (loss * mask).sum() / max(global_tokens or float(mask.sum()), 1.0)
     if how == "dr_grpo":  # sequences x max completion length: no length normalisation bias
-        return (loss * mask).sum() / (mask.shape[0] * (max_length or mask.shape[1]))
+        return (loss * mask).sum() / (sequences * (max_length or mask.shape[1]))
     raise ValueError(f"aggregation {how!r} is not one of {AGGREGATIONS}")
 
 
