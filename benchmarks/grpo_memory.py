@@ -1,6 +1,7 @@
 """Peak memory of one real-size GRPO policy step (R1-Omni-0.5B shapes, random weights, LoRA on the LLM as
 `train/run.py` applies it, on this CPU) with and without micro-batching, each in its own process, side by side.
 
+    .venv/bin/pip install -e ".[train]"        # peft, for LoRA
     .venv/bin/python benchmarks/grpo_memory.py [--group 8] [--completion 128] [--micro 2]
 
 The step is `train/grpo.py`'s `grpo_step` itself; only the sampling is replaced by random completions of exactly
@@ -57,6 +58,8 @@ def child(args) -> dict:
         model = reference.model
         model.requires_grad_(False)
         model.llm = apply_lora(model.llm, {"r": 16, "alpha": 32})
+        if args.checkpointing:  # as train/run.py enables it
+            model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         policy = Policy(model, reference.tokenizer, reference.bert_tokenizer)
         clip = write_clip(tmp / "clip.mp4", seconds=2.0)
         cache = FeatureCache(tmp / "cache", policy.model, "pad")
@@ -77,7 +80,7 @@ def child(args) -> dict:
         grpo_step(policy, policy, None, [prompt], config, 0, optimizer, scheduler, Dist(), ("happy", "sad"))
         seconds = time.perf_counter() - start
         peak = status_mb("VmHWM")
-    return {"micro_batch": args.micro or None, "group": args.group, "completion_tokens": args.completion,
+    return {"micro_batch": args.micro or None, "checkpointing": args.checkpointing, "group": args.group, "completion_tokens": args.completion,
             "rss_before_step_mb": round(before, 1), "peak_during_step_mb": round(peak, 1),
             "step_peak_above_before_mb": round(peak - before, 1), "step_seconds": round(seconds, 1),
             "trainable_parameters": sum(p.numel() for p in params)}
@@ -88,6 +91,8 @@ def main() -> int:
     parser.add_argument("--group", type=int, default=8)
     parser.add_argument("--completion", type=int, default=128)
     parser.add_argument("--micro", type=int, default=2)
+    parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing on (as a config's "
+                        "gradient_checkpointing: true)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -98,21 +103,24 @@ def main() -> int:
     rows = []
     for micro in (0, args.micro):
         done = subprocess.run([sys.executable, __file__, "--child", "--group", str(args.group), "--completion",
-                               str(args.completion), "--micro", str(micro)], capture_output=True, text=True)
+                               str(args.completion), "--micro", str(micro)]
+                              + (["--checkpointing"] if args.checkpointing else []), capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(done.stderr[-3000:])
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(rows[-1], flush=True)
     report = {"machine": info, "runs": rows}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "grpo_memory.json").write_text(json.dumps(report, indent=1) + "\n")
-    table = ["| micro_batch | G | completion tokens | RSS before the step, MB | peak during the step, MB | step's peak "
+    name = "grpo_memory" + ("_checkpointing" if args.checkpointing else "")
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+    table = [f"gradient checkpointing: {'on' if args.checkpointing else 'off'}", "",
+             "| micro_batch | G | completion tokens | RSS before the step, MB | peak during the step, MB | step's peak "
              "above before, MB | step, s |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         table.append(f"| {r['micro_batch'] or 'none (all G at once)'} | {r['group']} | {r['completion_tokens']} | "
                      f"{r['rss_before_step_mb']:,.0f} | {r['peak_during_step_mb']:,.0f} | "
                      f"{r['step_peak_above_before_mb']:,.0f} | {r['step_seconds']} |")
-    (RESULTS / "grpo_memory.md").write_text("\n".join(table) + "\n")
+    (RESULTS / f"{name}.md").write_text("\n".join(table) + "\n")
     print("\n".join(table))
     return 0
 
