@@ -233,7 +233,8 @@ def test_two_process_runs_ddp_and_fsdp_train_alike_save_loadable_checkpoints_and
 
 
 @pytest.mark.slow
-def test_two_ranks_train_the_weights_one_process_trains_on_the_same_global_batch(task, formatted, tmp_path):
+@pytest.mark.parametrize("fsdp", [False, True], ids=["ddp", "fsdp"])
+def test_two_ranks_train_the_weights_one_process_trains_on_the_same_global_batch(task, formatted, tmp_path, fsdp):
     """dapo (normalised by the global batch's active tokens) and batch-scaled advantages (the std of every rank's
     rewards): two gloo ranks taking two prompts each must end the step with the weights that one process gets from
     all four. Rollouts derive from (seed, step, prompt), so both see the same completions."""
@@ -247,7 +248,8 @@ def test_two_ranks_train_the_weights_one_process_trains_on_the_same_global_batch
            "temperature": 1.3, "schedule": "constant", "beta": 0.0, "tensorboard": False, "aggregation": "dapo",
            "advantage_scale": "batch", "updates_per_batch": 3}  # AdamW's first update is the gradient's sign: the
     # later updates on the same rollouts are where the gradient's size (and so the normalisers) show
-    two = launch_two_processes({**cfg, "output_dir": str(tmp_path / "two")}, tmp_path, "two", 29574)
+    two = launch_two_processes({**cfg, "output_dir": str(tmp_path / "two"), "fsdp": fsdp}, tmp_path, "two",
+                               29575 if fsdp else 29574)
     assert two.returncode == 0, two.stderr[-3000:]
     one_file = tmp_path / "one.json"
     one_file.write_text(json.dumps({**cfg, "output_dir": str(tmp_path / "one")}))
