@@ -724,10 +724,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         _refuse([f"--{name.replace('_', '-')}" for name in ("models_dir", "siglip", "whisper", "bert", "resize")
                  if getattr(args, name) is not None], "to --model; a bundle fixed them at export")
         manifest = read_manifest(args.bundle)
-        if args.labels is not None and args.labels != manifest.label_set:
-            raise InputError(f"--labels {args.labels}: the bundle answers with the {manifest.label_set} label set, "
-                             f"fixed at export; export with --labels {args.labels}, or drop --labels")
-        names, instruction = manifest.label_set, manifest.instruction
+        names, instruction = job.bundle_label_set(manifest, args.labels), manifest.instruction
     else:
         _refuse([name for name, given in (("--backend", args.backend != "auto"), ("--threads", args.threads),
                                           ("--free-answer", args.free_answer)) if given],

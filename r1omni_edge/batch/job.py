@@ -121,27 +121,23 @@ class ClipWorker:
         if digest is not None:
             row["sha256"], row["bytes"] = digest
         if media is not None:
-            start = time.perf_counter()
             try:
                 kwargs = {"mode": self.options.mode, "use_audio": clip.use_audio, "constrain": self.options.constrain}
                 if self.options.max_new_tokens:
                     kwargs["max_new_tokens"] = self.options.max_new_tokens
                 if clip.instruction and self.recognizer.instruction_settable:
                     self.recognizer.instruction = clip.instruction
-                result = self.recognizer.recognize(media.frames, media.audio, media.sample_rate,
-                                                   timings={"decode_media": decode_ms}, **kwargs)
+                # decoded ahead on the prefetch thread; counted and noted as recognize_file counts and notes it
+                result = self.recognizer.recognize_decoded(media, decode_ms, **kwargs)
             except R1OmniError as exc:
                 error = str(exc)
             except Exception as exc:  # noqa: BLE001 - one clip's failure is its row, not the job's end
                 error = f"{type(exc).__name__}: {exc}"
             else:
-                # as recognize_file counts it: decoding (done ahead, on the prefetch thread) and recognition
-                result.timings_ms["total"] = round(decode_ms + (time.perf_counter() - start) * 1e3, 3)
                 row.update(label=result.label, answer=result.answer, probabilities=result.probabilities,
                            reasoning=result.reasoning, text=result.text, token_ids=list(result.token_ids),
                            audio=result.audio, audio_window=result.audio_window, audio_gated=result.audio_gated,
-                           timings_ms=result.timings_ms,
-                           notes=result.notes + media.notes(self.recognizer.info.num_frames))  # as recognize_file
+                           timings_ms=result.timings_ms, notes=result.notes)
         row["error"] = error
         return row
 
@@ -180,10 +176,7 @@ def check_model(model: str | Path, options: BatchOptions) -> tuple[str, ...]:
                              "fixed them at export")
         manifest = read_manifest(model)
         check_files(model, manifest, hashes=False)
-        if options.labels is not None and options.labels != manifest.label_set:
-            raise InputError(f"--labels {options.labels}: the bundle answers with the {manifest.label_set} label set, "
-                             f"fixed at export; export with --labels {options.labels}, or drop --labels")
-        return label_set(manifest.label_set)
+        return label_set(bundle_label_set(manifest, options.labels))
     from ..config import OmniConfig
     from ..model.checkpoint import find_tower_dirs, weight_files
 
@@ -192,6 +185,14 @@ def check_model(model: str | Path, options: BatchOptions) -> tuple[str, ...]:
     weight_files(Path(model), given.get("allow_pickle", False))
     find_tower_dirs(Path(model), *(given.get(name) for name in ("siglip", "whisper", "bert", "models_dir")))
     return label_set(options.labels or "mafw")
+
+
+def bundle_label_set(manifest, asked: str | None) -> str:
+    """The label set a bundle answers with (fixed at export), or an InputError when --labels asks for another."""
+    if asked is not None and asked != manifest.label_set:
+        raise InputError(f"--labels {asked}: the bundle answers with the {manifest.label_set} label set, fixed at "
+                         f"export; export with --labels {asked}, or drop --labels")
+    return manifest.label_set
 
 
 def worker_failure(exc: BaseException) -> R1OmniError | None:
