@@ -35,8 +35,10 @@ from .media.audio import CHUNK_SECONDS
 from .typed import build
 
 FORMAT = "r1omni-edge-bundle"
-FORMAT_VERSION = 3  # 2: typed sections, validated on load, the manifest's own checksum; 3: the fused decoder's KV
-READABLE_VERSIONS = (2, 3)  # buffer and the int4 bundle's prefill part (version 2 bundles still load)
+FORMAT_VERSION = 4  # 2: typed sections, validated on load, the manifest's own checksum; 3: the fused decoder's KV
+# buffer and the int4 bundle's prefill part; 4: each int8 part names its weight format (INT8_WEIGHTS). Older bundles
+# still load; their int8 parts are full-range ("s8").
+READABLE_VERSIONS = (2, 3, 4)
 MANIFEST = "manifest.json"
 CHECKSUM_FIELD = "manifest_sha256"  # sha256 of the manifest's canonical JSON without this field
 
@@ -113,6 +115,16 @@ class PrecisionPlan:
     min_label_agreement: float  # verify: share of clips with the same label
 
 
+# The int8 weight formats of onnxruntime's dynamic quantization (activations are uint8 in each). On x86 CPUs without
+# VNNI (AVX2 or AVX-512 without VNNI: older Intel, AMD before Zen 4) onnxruntime multiplies uint8 activations by int8
+# weights with vpmaddubsw, whose 16-bit sums of two products saturate for full-range weights (255 x 127 x 2 > 32767,
+# onnxruntime's quantization docs); there, a tiny model's full-range int8 vision part kept cosine 0.983 to fp32 and
+# its audio part 0.949. 7-bit weights (reduce_range) cannot saturate (255 x 63 x 2 < 32767) and run the very kernels
+# of full-range ones on every CPU (VNNI, AMX, AVX2, ARM), at the cost of one bit of weight resolution: cosine 0.9999
+# there (benchmarks/int8_formats.py). uint8 weights (U8U8) do not saturate either, but take other kernels.
+INT8_WEIGHTS = ("s7", "u8", "s8")
+INT8_WEIGHTS_DEFAULT = "s7"
+INT8_WEIGHTS_BEFORE_4 = "s8"  # what bundles before format 4 hold
 FUSED = "com.microsoft.MultiHeadAttention"
 FUSED_DECODER = "com.microsoft.GroupQueryAttention"  # rotary inside, KV buffer shared by past and present
 # The one precision table. The int4 bundle's 4 bits go where they pay: the decoder, whose token-by-token decode reads
@@ -173,6 +185,7 @@ class PartSpec(Section):
     outputs: list[TensorSpec]
     precision: str
     attention: str = "onnx"  # or FUSED (the encoders' attention) or FUSED_DECODER (attention and KV buffer)
+    int8_weights: str | None = None  # int8 parts: one of INT8_WEIGHTS (None before format 4: full-range "s8")
 
     @property
     def input_names(self) -> list[str]:
@@ -319,6 +332,9 @@ class Manifest:
         for name, part in self.parts.items():
             if part.precision not in PRECISIONS:
                 problems.append(f"parts.{name}.precision: {part.precision!r} is not one of {', '.join(PRECISIONS)}")
+            if part.int8_weights is not None and part.int8_weights not in INT8_WEIGHTS:
+                problems.append(f"parts.{name}.int8_weights: {part.int8_weights!r} is not one of "
+                                f"{', '.join(INT8_WEIGHTS)}")
             if part.file not in self.files:
                 problems.append(f"parts.{name}.file: {part.file!r} is not listed in files")
         if not self.labels:
@@ -393,6 +409,11 @@ class Manifest:
     @property
     def num_layers(self) -> int:
         return self.model.num_layers
+
+    def int8_weights(self) -> dict[str, str]:
+        """The weight format of each int8 part (bundles before format 4: full range)."""
+        return {name: part.int8_weights or INT8_WEIGHTS_BEFORE_4 for name, part in self.parts.items()
+                if part.precision == "int8"}
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:

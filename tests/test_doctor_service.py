@@ -121,3 +121,65 @@ def test_the_jetson_recipe_installs_what_the_project_declares():
     assert not any(name.startswith("onnxruntime") for name in extras["live"])
     assert re.search(r"^ARG BASE=nvcr\.io/nvidia/l4t-jetpack:r36", text, re.M) and "onnxruntime-gpu" in text
     assert 'CMD ["doctor"]' in text
+
+
+def test_doctor_exits_non_zero_for_a_missing_or_damaged_bundle(bundles, tmp_path, capsys):
+    assert main(["doctor", "--bundle", str(tmp_path / "nowhere")]) == 2
+    assert "the bundle directory does not exist" in capsys.readouterr().out
+    damaged = tmp_path / "damaged"
+    shutil.copytree(bundles["fp32"][1], damaged)
+    data = bytearray((damaged / "vision.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other bytes
+    (damaged / "vision.onnx").write_bytes(bytes(data))
+    assert main(["doctor", "--bundle", str(damaged), "--json"]) == 2
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out) if c["area"] == "bundle"}
+    assert checks["files"]["status"] == MISSING and "sha256 differs" in checks["files"]["detail"]
+    assert main(["doctor", "--bundle", str(bundles["fp32"][1])]) == 0
+
+
+def _format_3(bundle, out):
+    """The bundle as format 3 wrote it: its int8 parts without a weight format (full range)."""
+    from r1omni_edge.bundle import read_manifest, write_manifest
+
+    shutil.copytree(bundle, out)
+    manifest = read_manifest(out)
+    manifest.format_version = 3
+    for part in manifest.parts.values():
+        part.int8_weights = None
+    write_manifest(out, manifest)
+    return out
+
+
+@pytest.mark.parametrize("saturates", [True, False])
+def test_doctor_warns_where_a_bundles_int8_weights_saturate(bundles, tmp_path, monkeypatch, capsys, saturates):
+    """A format 3 int8 bundle (full-range weights) on a CPU without VNNI: doctor warns, names the fix and exits 1,
+    and loading it logs the same warning; on a VNNI CPU, and for a format 4 bundle anywhere, it is right."""
+    import logging
+
+    from r1omni_edge import cpu
+    from r1omni_edge.runtime.recognizer import Recognizer
+
+    support = cpu.Int8Support("SSE4.1", True) if saturates else cpu.Int8Support("AVX512-VNNI", False)
+    monkeypatch.setattr(cpu, "int8_support", lambda: support)
+    old = _format_3(bundles["int8"][1], tmp_path / "old-int8")
+    code = main(["doctor", "--bundle", str(old), "--json"])
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)}
+    assert checks["int8 kernels"]["detail"].startswith(support.instructions)
+    if saturates:
+        assert code == 1 and checks["int8 weights"]["status"] == "warn"
+        assert "vision" in checks["int8 weights"]["detail"] and "(SSE4.1)" in checks["int8 weights"]["detail"]
+        assert "export --precision int8" in checks["int8 weights"]["fix"]
+    else:
+        assert code == 0 and checks["int8 weights"]["status"] == OK
+    assert main(["doctor", "--bundle", str(bundles["int8"][1])]) == 0  # 7-bit weights: right on every CPU
+    capsys.readouterr()
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("r1omni_edge.runtime.recognizer").addHandler(handler)
+    try:
+        Recognizer.from_bundle(old, backend="cpu")
+    finally:
+        logging.getLogger("r1omni_edge.runtime.recognizer").removeHandler(handler)
+    assert [r.getMessage() for r in records if "saturate" in r.getMessage()] == (
+        [records[0].getMessage()] if saturates else [])

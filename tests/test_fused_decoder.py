@@ -134,5 +134,25 @@ def test_the_manifest_states_the_decoders_and_checks_them(bundles):
     assert Manifest.from_dict(old).kv_capacity is None
     old["format_version"] = 99
     with pytest.raises(Exception, match="format version 99 is not supported by this runtime \\(it reads versions "
-                                        "2, 3\\)"):
+                                        "2, 3, 4\\)"):
         Manifest.from_dict(old)
+
+
+def test_each_int8_part_names_its_weight_format(bundles):
+    """Format 4 says which int8 weights each part holds (7-bit by default: no saturation on any CPU); a format 3
+    bundle's int8 parts are read as full-range; an unknown format is named by its key."""
+    from r1omni_edge.bundle import Manifest
+
+    int4, int8, fp32 = (bundles[p][0] for p in ("int4", "int8", "fp32"))
+    assert int8.int8_weights() == {"vision": "s7", "audio": "s7", "decoder": "s7"}
+    assert int4.int8_weights() == {"vision": "s7", "audio": "s7", "prefill": "s7"}
+    assert int4.parts["decoder"].int8_weights is None and fp32.int8_weights() == {}
+    old = int8.to_dict()
+    old["format_version"] = 3
+    for part in old["parts"].values():
+        del part["int8_weights"]
+    assert Manifest.from_dict(old).int8_weights() == {"vision": "s8", "audio": "s8", "decoder": "s8"}
+    bad = int8.to_dict()
+    bad["parts"]["audio"]["int8_weights"] = "s6"
+    with pytest.raises(Exception, match="parts.audio.int8_weights: 's6' is not one of s7, u8, s8"):
+        Manifest.from_dict(bad)

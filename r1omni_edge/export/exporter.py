@@ -16,8 +16,8 @@ import torch
 
 from .. import __version__
 from ..bundle import (AUDIO_INPUT, AUDIO_OUTPUT, AUDIO_POSITIONS, DECODER_EMBEDS, DECODER_LOGITS, DECODER_POSITIONS,
-                      EMBEDDINGS_FILE, FUSED, FUSED_DECODER, MANIFEST, MEL_FRAMES, PART_FILES, PAST_SEQUENCE, PRECISION_TABLE,
-                      PRECISIONS, SEQUENCE, TOKENIZER_DIR, TOKENIZER_FILES, TOTAL_SEQUENCE, VISION_INPUT,
+                      EMBEDDINGS_FILE, FUSED, FUSED_DECODER, INT8_WEIGHTS, INT8_WEIGHTS_DEFAULT, MANIFEST, MEL_FRAMES,
+                      PART_FILES, PAST_SEQUENCE, PRECISION_TABLE, PRECISIONS, SEQUENCE, TOKENIZER_DIR, TOKENIZER_FILES, TOTAL_SEQUENCE, VISION_INPUT,
                       VISION_OUTPUT, BundleError, GenerationSpec, Manifest, ModelSpec, PartSpec, PreprocessSpec,
                       PromptSpec, TensorSpec, TokenSpec, describe_files, past_names, present_names, read_manifest,
                       write_manifest)
@@ -48,6 +48,7 @@ class ExportOptions:
     resize_mode: str = "stretch"
     max_new_tokens: int = 2048
     kv_capacity: int | None = None  # positions of the fused decoder's KV buffer; None: the longest prompt + tokens
+    int8_weights: str = INT8_WEIGHTS_DEFAULT  # bundle.INT8_WEIGHTS; the others are for measuring (int8_formats.py)
 
 
 def _versions() -> dict[str, str]:
@@ -87,6 +88,8 @@ def _check_options(options: ExportOptions) -> None:
             FUSED_DECODER:
         raise InputError(f"--kv-capacity sizes the fused decoder's KV buffer of int8 and int4 bundles; a "
                          f"{options.precision} decoder's cache grows as it needs, so leave --kv-capacity out")
+    if options.int8_weights not in INT8_WEIGHTS:
+        raise InputError(f"int8 weights {options.int8_weights!r}: use one of {', '.join(INT8_WEIGHTS)}")
     if not 1 <= options.audio_seconds <= CHUNK_SECONDS:
         raise InputError(f"--audio-seconds must be between 1 and {CHUNK_SECONDS}, got {options.audio_seconds}")
     try:
@@ -194,7 +197,8 @@ def export_bundle(recognizer: TorchRecognizer, out: str | Path, options: ExportO
             if part_plan.quantizer == "none":
                 continue
             start = report(f"{PART_FILES[part]} -> {part_plan.precision}")
-            written = CONVERTERS[part_plan.quantizer](staging / PART_FILES[part])
+            extra = {"weights": options.int8_weights} if part_plan.quantizer == "dynamic-int8" else {}
+            written = CONVERTERS[part_plan.quantizer](staging / PART_FILES[part], **extra)
             files = [f for f in files if not f.startswith(PART_FILES[part])] + written
             log.info("%s converted to %s in %.1f s", part, part_plan.precision, time.perf_counter() - start)
 
@@ -211,7 +215,9 @@ def export_bundle(recognizer: TorchRecognizer, out: str | Path, options: ExportO
         kv_spec = lambda name, length: TensorSpec(name, [1, kv_heads, length, head_dim], "float32")  # noqa: E731
 
         def spec(part: str, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> PartSpec:
-            return PartSpec(PART_FILES[part], inputs, outputs, plan.parts[part].precision, plan.parts[part].attention)
+            part_plan = plan.parts[part]
+            return PartSpec(PART_FILES[part], inputs, outputs, part_plan.precision, part_plan.attention,
+                            options.int8_weights if part_plan.quantizer == "dynamic-int8" else None)
 
         def decoder_spec(part: str) -> PartSpec:
             return spec(part, [TensorSpec(DECODER_EMBEDS, [1, SEQUENCE, hidden], "float32"),

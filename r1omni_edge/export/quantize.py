@@ -7,6 +7,7 @@ import logging
 import tempfile
 from pathlib import Path
 
+from ..bundle import INT8_WEIGHTS_DEFAULT
 from .onnx_io import save_model
 
 log = logging.getLogger(__name__)
@@ -34,20 +35,23 @@ def to_fp16(path: Path) -> list[str]:
     return save_model(converted, path)
 
 
-def to_int8(path: Path) -> list[str]:
-    """Dynamic int8: MatMul weights quantized per channel, activations quantized on the fly."""
+def to_int8(path: Path, weights: str = INT8_WEIGHTS_DEFAULT) -> list[str]:
+    """Dynamic int8: MatMul weights quantized per channel in ``weights`` (bundle.INT8_WEIGHTS: s7, the default, is
+    right on every CPU), activations quantized on the fly."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     path = Path(path)
+    weight_type, reduce_range = {"s7": (QuantType.QInt8, True), "s8": (QuantType.QInt8, False),
+                                 "u8": (QuantType.QUInt8, False)}[weights]
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # the quantizer's advice to pre-process (symbolic shape inference) goes to root
     try:
         with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
             out = Path(tmp) / path.name
-            quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
-                             per_channel=True, use_external_data_format=True,
+            quantize_dynamic(str(path), str(out), weight_type=weight_type, op_types_to_quantize=["MatMul"],
+                             per_channel=True, reduce_range=reduce_range, use_external_data_format=True,
                              extra_options={"MatMulConstBOnly": True})
             return save_model(onnx.load(str(out)), path)
     finally:

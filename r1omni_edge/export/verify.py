@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..bundle import PRECISION_TABLE
+from .. import cpu
 from ..errors import InputError
 from ..evaluation import answer_agreement, matching_prefix
 from ..media import decode_clip, to_mono
@@ -71,6 +72,8 @@ class VerifyReport:
     clips: list[ClipCheck] = field(default_factory=list)
     thresholds: dict[str, float] = field(default_factory=dict)
     front_ends: list[FrontEndCheck] = field(default_factory=list)  # measured, never a failure
+    cpu_int8: str = ""  # the int8 instructions onnxruntime's kernels use on this CPU (cpu.py)
+    int8_weights: dict[str, str] = field(default_factory=dict)  # int8 part -> its weight format (bundle.INT8_WEIGHTS)
 
     @property
     def token_agreement(self) -> float:
@@ -95,8 +98,11 @@ class VerifyReport:
         return out
 
     def table(self) -> str:
-        lines = [f"bundle {self.bundle}  precision {self.precision}  audio window {self.audio_seconds} s",
-                 "| part | max abs diff | cosine | needs | ok |", "|---|---|---|---|---|"]
+        lines = [f"bundle {self.bundle}  precision {self.precision}  audio window {self.audio_seconds} s"]
+        if self.int8_weights:
+            formats = ", ".join(f"{part} {weights}" for part, weights in self.int8_weights.items())
+            lines.append(f"int8 weights: {formats}; this CPU's int8 instructions: {self.cpu_int8}")
+        lines += ["| part | max abs diff | cosine | needs | ok |", "|---|---|---|---|---|"]
         lines += [f"| {p.part} | {p.max_abs:.3g} | {p.cosine:.6f} | >= {p.threshold} | {'ok' if p.ok else 'FAIL'} |"
                   for p in self.parts]
         if self.clips:
@@ -187,7 +193,8 @@ def verify_bundle(reference: TorchRecognizer, bundle_dir: str | Path, clips: lis
     bundle = Recognizer.from_bundle(bundle_dir, backend=backend)
     manifest = bundle.manifest
     limits = dict(thresholds_for(manifest.precision), **(thresholds or {}))
-    report = VerifyReport(str(bundle_dir), manifest.precision, manifest.preprocess.audio_seconds, thresholds=limits)
+    report = VerifyReport(str(bundle_dir), manifest.precision, manifest.preprocess.audio_seconds, thresholds=limits,
+                          cpu_int8=cpu.int8_support().describe(), int8_weights=manifest.int8_weights())
     reference.instruction = manifest.instruction
     reference.resize_mode = manifest.preprocess.resize_mode
     windows = [clip_window(Path(c), manifest.preprocess.num_frames) for c in clips or []]

@@ -15,7 +15,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-OK, MISSING, INFO = "ok", "missing", "info"
+OK, MISSING, INFO, WARN = "ok", "missing", "info", "warn"
 
 
 @dataclass
@@ -58,9 +58,12 @@ def _jetson() -> str | None:
 
 def system_checks() -> list[Check]:
     jetson = _jetson()
+    from ..cpu import int8_support
+
     checks = [Check("system", "python", OK, f"{platform.python_version()} ({sys.executable})"),
               Check("system", "machine", INFO, f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs"
-                    + (f", Jetson: {jetson}" if jetson else ""))]
+                    + (f", Jetson: {jetson}" if jetson else "")),
+              Check("system", "int8 kernels", INFO, int8_support().describe())]
     for module, distribution, fix in (("numpy", "numpy", "pip install numpy"),
                                       ("tokenizers", "tokenizers", "pip install tokenizers"),
                                       ("PIL", "pillow", "pip install pillow")):
@@ -175,29 +178,49 @@ def device_checks(max_cameras: int = 4) -> list[Check]:
 
 
 def bundle_checks(bundle: str | Path) -> list[Check]:
-    """Which backends load ``bundle`` here (each tried for real; the files are hashed once, with the first)."""
-    from ..bundle import BACKENDS
+    """The bundle's files (hashed once), which backends load it here (each tried for real), and whether its int8
+    weights saturate on this CPU."""
+    from ..bundle import BACKENDS, load_bundle
     from ..errors import R1OmniError
-    from .recognizer import Recognizer
+    from .recognizer import Recognizer, saturation_warning
 
-    checks = []
-    first = True
+    try:
+        manifest = load_bundle(bundle)
+    except R1OmniError as exc:  # every backend would say the same
+        return [Check("bundle", "files", MISSING, str(exc), "export the bundle again, or copy it again")]
+    checks = [Check("bundle", "files", OK, f"{len(manifest.files)} files match the manifest (format "
+                                           f"{manifest.format_version})")]
     for backend in [b for b in BACKENDS if b != "auto"]:
         try:
-            recognizer = Recognizer.from_bundle(bundle, backend, check_hashes=first)
+            recognizer = Recognizer.from_bundle(bundle, backend, check_hashes=False)
         except R1OmniError as exc:
             checks.append(Check("bundle", backend, MISSING, str(exc)[:200]))
-            if "manifest" in str(exc) or "missing" in str(exc):
-                break  # the bundle itself is broken: every backend would say the same
             continue
         except Exception as exc:  # noqa: BLE001 - a provider that fails to start is reported
             checks.append(Check("bundle", backend, MISSING, f"{type(exc).__name__}: {str(exc)[:160]}"))
             continue
-        first = False
-        manifest = recognizer.manifest
         checks.append(Check("bundle", backend, OK, f"loads: {manifest.precision}, labels {manifest.label_set}, "
                                                    f"{getattr(recognizer, 'backend_name', backend)}"))
+    warning = saturation_warning(bundle, manifest)
+    if warning:
+        checks.append(Check("bundle", "int8 weights", WARN, warning, f"r1omni-edge export --precision "
+                                                                     f"{manifest.precision} (this version)"))
+    elif manifest.int8_weights():
+        formats = sorted(set(manifest.int8_weights().values()))
+        checks.append(Check("bundle", "int8 weights", OK, f"{', '.join(formats)}: right on this CPU"))
     return checks
+
+
+def bundle_exit_code(checks: list[Check]) -> int:
+    """2: the bundle's files are missing or damaged; 1: no backend loads it, or its answers drift on this CPU;
+    0: it runs here (machine checks never fail doctor: a missing GPU is a fact, not an error)."""
+    bundle = {c.name: c for c in checks if c.area == "bundle"}
+    if not bundle:
+        return 0
+    if bundle["files"].status != OK:
+        return 2
+    loads = any(c.status == OK for name, c in bundle.items() if name not in ("files", "int8 weights"))
+    return 0 if loads and all(c.status != WARN for c in bundle.values()) else 1
 
 
 def run_checks(bundle: str | Path | None = None) -> list[Check]:
@@ -209,7 +232,7 @@ def run_checks(bundle: str | Path | None = None) -> list[Check]:
 
 
 def format_checks(checks: list[Check]) -> str:
-    marks = {OK: "ok ", MISSING: " x ", INFO: " - "}
+    marks = {OK: "ok ", MISSING: " x ", INFO: " - ", WARN: " ! "}
     width = max(len(c.name) for c in checks) + 1
     lines, area = [], None
     for check in checks:

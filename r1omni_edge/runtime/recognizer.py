@@ -3,13 +3,16 @@ returns the pipeline's recognizer, whose answers are constrained to the bundle's
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from ..bundle import Manifest, load_bundle
+from .. import cpu
 from ..pipeline.recognizer import MODES, Recognizer as PipelineRecognizer
 from .backends import BundleEngine, make_backend
 
 __all__ = ["MODES", "Recognizer"]
+log = logging.getLogger(__name__)
 
 
 class Recognizer(PipelineRecognizer):
@@ -23,9 +26,23 @@ class Recognizer(PipelineRecognizer):
     def from_bundle(cls, path: str | Path, backend: str = "auto", threads: int | None = None,
                     check_hashes: bool = True) -> "Recognizer":
         manifest = load_bundle(path, hashes=check_hashes)
-        return cls(Path(path), manifest, make_backend(Path(path), manifest, backend, threads))
+        recognizer = cls(Path(path), manifest, make_backend(Path(path), manifest, backend, threads))
+        warning = saturation_warning(path, manifest)
+        if warning and recognizer.backend_name.startswith("onnxruntime"):  # its int8 ops run on the CPU
+            log.warning(warning)
+        return recognizer
 
     @property
     def instruction(self) -> str:
         """The instruction the bundle answers: fixed at export (its gate is folded into the vision part)."""
         return self.manifest.instruction
+
+
+def saturation_warning(path: str | Path, manifest: Manifest) -> str | None:
+    """What to tell the user where the bundle's full-range int8 weights saturate on this CPU, else None."""
+    parts = cpu.saturating_parts(manifest.int8_weights())
+    if not parts:
+        return None
+    return (f"{path}: the int8 parts {', '.join(parts)} hold full-range int8 weights (a bundle of format "
+            f"{manifest.format_version}), which saturate on this CPU ({cpu.int8_support().instructions}): answers "
+            "drift from the model's. Export the bundle again with this version of r1omni-edge (7-bit int8 weights)")
