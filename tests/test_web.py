@@ -97,6 +97,53 @@ def test_events_start_with_a_snapshot_then_follow_the_session(server):
     assert "sad" in seen
 
 
+def raw_request(port: int, data: bytes) -> int:
+    """Send ``data`` as written; the status code of the answer (0: the server closed without one)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(data)
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = connection.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return int(answer.split()[1]) if answer.startswith(b"HTTP/1.1 ") else 0
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (f"GET /?token={TOKEN}&q={'x' * 100_000} HTTP/1.1\r\nHost: a\r\n\r\n".encode(), 414),  # a 100 kB query
+    (f"GET /{'a' * 9000} HTTP/1.1\r\nHost: a\r\n\r\n".encode(), 414),  # a long path, before the token
+    (f"GET /?token={TOKEN} HTTP/1.1\r\nHost: a\r\nX-Big: {'x' * 100_000}\r\n\r\n".encode(), 431),
+    (f"GET /?token={TOKEN} HTTP/1.1\r\nHost: a\r\n".encode() + b"".join(
+        f"X-H{i}: 1\r\n".encode() for i in range(2000)) + b"\r\n", 431),  # 2,000 headers
+    (f"GET /?token={TOKEN} HTTP/1.1\r\nHost: a\r\n".encode() + b"".join(
+        f"X-H{i}: {'y' * 1000}\r\n".encode() for i in range(40)) + b"\r\n", 431),  # 40 kB in 40 fields
+    (f"GET /?token={TOKEN} HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n".encode() + b"z" * 100_000,
+     413),
+    (f"GET /?token={TOKEN} HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+     .encode(), 413),
+    (f"GET /?token={TOKEN} HTTP/1.1\r\nHost: a\r\nX-Big: {'x' * 2_000_000}\r\n\r\n".encode(), 400),  # parser
+])
+def test_requests_over_a_limit_are_refused_and_the_server_goes_on(server, request_bytes, status):
+    assert raw_request(server.port, request_bytes) == status
+    assert get(server.port, f"/?token={TOKEN}")[0] == 200  # still serving
+    assert raw_request(server.port, f"GET /?token={TOKEN} HTTP/1.1\r\nHost: a\r\n\r\n".encode()) == 200
+
+
+def test_the_limits_hold_without_a_token_too():
+    from r1omni_edge.runtime.web import LIMITS
+
+    hub = WebHub(FrameRing(), AudioRing())
+    web = WebServer(hub, ServeAddress("127.0.0.1", 0), None).start()
+    try:
+        assert raw_request(web.port, f"GET /?q={'x' * (LIMITS.max_target + 1)} HTTP/1.1\r\nHost: a\r\n\r\n"
+                           .encode()) == 414
+        assert raw_request(web.port, f"GET /?q={'x' * (LIMITS.max_target - 10)} HTTP/1.1\r\nHost: a\r\n\r\n"
+                           .encode()) == 200  # just under the limit
+    finally:
+        web.stop()
+
+
 def test_binding_beyond_loopback_needs_a_token(capsys, clips):
     from r1omni_edge.cli import main
 

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from .http_limits import RequestLimits, limit_requests
 from .sources import AudioRing, FrameRing
 
 HISTORY = 300  # results replayed to a viewer that connects (the latency chart's span)
@@ -36,6 +37,7 @@ PREVIEW_FPS = 4.0  # previews encoded per second at most (one per event tick), w
 PREVIEW_WIDTH = 480  # pixels: a preview, not the recognition input
 LEVEL_PERIOD = 0.25  # seconds between audio level updates
 TOKEN_ENV = "R1OMNI_EDGE_TOKEN"
+LIMITS = RequestLimits()  # the page takes no request body; the request line and headers are bounded
 
 
 @dataclass(frozen=True)
@@ -184,8 +186,9 @@ def page_html() -> str:
 
 
 def build_app(hub: WebHub, token: str | None):
-    """The Starlette app: ``/`` (the page), ``/events`` (server-sent events), ``/preview.jpg``. Every route,
-    unknown ones included, answers 401 without the token."""
+    """The Starlette app: ``/`` (the page), ``/events`` (server-sent events), ``/preview.jpg``. A request over
+    ``LIMITS`` is answered 414 / 431 / 413 first; then every route, unknown ones included, answers 401 without the
+    token."""
     from starlette.applications import Starlette
     from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
     from starlette.routing import Route
@@ -233,7 +236,7 @@ def build_app(hub: WebHub, token: str | None):
 
     app = Starlette(routes=[Route("/", index), Route("/events", events), Route("/preview.jpg", preview)])
     if token is None:
-        return app
+        return limit_requests(app, LIMITS)
 
     async def guarded(scope, receive, send):
         if scope["type"] == "http" and not _has_token(scope, token):
@@ -241,7 +244,7 @@ def build_app(hub: WebHub, token: str | None):
             return
         await app(scope, receive, send)
 
-    return guarded
+    return limit_requests(guarded, LIMITS)
 
 
 def _has_token(scope: dict, token: str) -> bool:
@@ -273,7 +276,8 @@ class WebServer:
         self.socket.listen(64)
         self.port = self.socket.getsockname()[1]
         config = uvicorn.Config(build_app(hub, token), log_level="warning", lifespan="off", access_log=False,
-                                timeout_graceful_shutdown=1)
+                                timeout_graceful_shutdown=1, http="h11",  # the parser whose bound is set here
+                                h11_max_incomplete_event_size=LIMITS.parser_buffer)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True,
                                        name="r1omni-web")
