@@ -161,3 +161,68 @@ def test_decode_audio_averages_channels_and_resamples(tmp_path):
     _write_stereo_wav(tmp_path / "levels.wav", 0.3 * tone, 0.1 * tone)
     mixed = decode_audio(tmp_path / "levels.wav")
     assert abs(np.percentile(np.abs(mixed[1000:-1000]), 99.9) - 0.2) < 0.01  # mean of 0.3 and 0.1
+
+
+def _png_header_only(path, width: int, height: int):
+    """A PNG whose header declares ``width`` x ``height`` (one short row of data follows)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 7))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_metadata_that_is_not_utf8_is_read_not_raised(tmp_path):
+    """A clip whose container metadata holds bytes that are not UTF-8 (found by mutating clips): PyAV raised
+    UnicodeDecodeError from av.open; the frames are what matters, and they decode."""
+    import av
+
+    clip = tmp_path / "meta.mp4"
+    with av.open(str(clip), "w") as container:
+        container.metadata["title"] = "TITLE-MARKER-XYZW"
+        video = container.add_stream("libx264", rate=5)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        for i in range(5):
+            for packet in video.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), "rgb24")):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+    data = clip.read_bytes()
+    assert data.count(b"MARKER-XYZW") == 1
+    clip.write_bytes(data.replace(b"MARKER-XYZW", b"\xff\xfe\xfd\xfc\xc3\x28\xa0\xa1\xe2\x28\x80"))
+    decoded = decode_clip(clip)
+    assert decoded.num_decoded_frames == 5 and decoded.audio is None
+
+
+def test_pictures_over_the_size_limit_are_refused_before_decoding(tmp_path):
+    from r1omni_edge.media.decode import MAX_SIDE
+
+    with pytest.raises(MediaError, match=f"15000 x 15000 pixels, over the {MAX_SIDE} x {MAX_SIDE}"):
+        decode_clip(_png_header_only(tmp_path / "huge.png", 15000, 15000))
+    with pytest.raises(MediaError, match="huge2.png: "):  # FFmpeg's own bound: a clear line, not a traceback
+        decode_clip(_png_header_only(tmp_path / "huge2.png", 100_000, 100_000))
+
+
+@pytest.mark.parametrize("script", [
+    "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n{clip}\n#EXT-X-ENDLIST\n",  # an HLS playlist
+    "ffconcat version 1.0\nfile '{clip}'\nfile '{clip}'\n",  # a concat script
+])
+def test_playlists_and_scripts_named_like_clips_are_not_followed(tmp_path, clips, script):
+    """ffmpeg would open the files (or URLs) such a text lists: only media containers are read."""
+    fake = tmp_path / "clip.mp4"
+    fake.write_text(script.format(clip=clips["av"]))
+    with pytest.raises(MediaError, match="clip.mp4: ffmpeg cannot read this file as a video"):
+        decode_clip(fake)
+
+
+def test_only_the_first_thirty_seconds_of_audio_are_kept(tmp_path):
+    """The model reads 30 s; an hour-long track must not fill the memory (the same first 30 s as before)."""
+    from r1omni_edge.synthetic.clips import write_clip
+
+    clip = decode_clip(write_clip(tmp_path / "long.mp4", seconds=33.0, fps=2, size=(32, 32), audio=True))
+    assert len(clip.audio) == 30 * 16000

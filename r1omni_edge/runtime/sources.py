@@ -398,17 +398,21 @@ class FileSource(Source):
                 self._moved.wait(0.1)
 
     def read(self, container) -> bool:
-        import av
+        from ..media.decode import reading
 
         try:
-            packet = next(self._packets, None)
-            if packet is None:
-                return False
-            decoded = packet.decode()
-        except av.FFmpegError as exc:
+            with reading(self.path):
+                return self._read_packet()
+        except MediaError as exc:
+            cause = exc.__cause__ or exc
             raise MediaError(f"{self.path}: cannot be decoded after {self.media_end:.1f} s of media "
-                             f"({exc.strerror or exc}); the file is damaged or truncated") from exc
-        for frame in decoded:
+                             f"({getattr(cause, 'strerror', None) or cause}); the file is damaged or truncated") from exc
+
+    def _read_packet(self) -> bool:
+        packet = next(self._packets, None)
+        if packet is None:
+            return False
+        for frame in packet.decode():
             if frame.pts is None:
                 continue
             at = float(frame.pts * frame.time_base)
