@@ -80,12 +80,12 @@ def test_a_rerun_skips_what_the_output_holds(first_run, bundles, archive):
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
-def test_a_killed_run_resumes_to_exactly_one_row_per_clip(suffix, bundles, archive, tmp_path):
+def test_a_killed_run_resumes_to_exactly_one_row_per_clip(suffix, bundles, archive, tmp_path, spawn):
     """The CLI is killed once rows are written; the same command then finishes the archive."""
     out = tmp_path / f"rows{suffix}"
     command = [sys.executable, "-m", "r1omni_edge.cli", "batch", "--bundle", str(bundles["fp32"][1]), "--input",
                str(archive), "--output", str(out), "--mode", "label", "--batch-size", "1"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = spawn(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
         if out.exists() and 1 <= len(ResultStore(out).read()) < 5:
@@ -245,7 +245,7 @@ def local_cluster(tmp_path):
 
 
 def test_a_cluster_run_equals_the_embedded_one_and_survives_a_killed_worker(local_cluster, bundles, archive, clips,
-                                                                           tmp_path):
+                                                                           tmp_path, spawn):
     address, env = local_cluster
     bigger = tmp_path / "archive"
     shutil.copytree(archive, bigger)
@@ -257,8 +257,8 @@ def test_a_cluster_run_equals_the_embedded_one_and_survives_a_killed_worker(loca
     assert subprocess.run(command + ["--output", str(embedded)], env=env, capture_output=True,
                           timeout=300).returncode == 0
     clustered = tmp_path / "cluster.jsonl"
-    process = subprocess.Popen(command + ["--output", str(clustered), "--ray-address", address], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = spawn(command + ["--output", str(clustered), "--ray-address", address], env=env,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline, killed = time.time() + 180, None
     while time.time() < deadline and process.poll() is None and killed is None:
         if clustered.exists() and len(ResultStore(clustered).read()) >= 2:

@@ -223,6 +223,20 @@ def test_a_clip_shorter_than_the_window_gets_one_window_and_a_notice(bundles, tm
         assert "shorter than the 4 s window: one window over all of it" in err
 
 
+def test_a_clip_as_long_as_the_window_is_one_ordinary_window(bundles, tmp_path, capsys):
+    """A 4.0 s clip with a 4 s window fits it: one window [0, 4], and no word of it being shorter."""
+    from r1omni_edge.synthetic.clips import write_clip
+
+    clip = write_clip(tmp_path / "four.mp4", seconds=4.0, fps=10, size=(64, 64))
+    for extra in ((), ("--fast",)):
+        jsonl = tmp_path / f"four{len(extra)}.jsonl"
+        code, _, err = run_cli(capsys, "stream", clip, "--bundle", bundles["fp32"][1], "--mode", "label", "--jsonl",
+                               jsonl, *extra)
+        (result,) = [e for e in read_events(jsonl) if e["type"] == "result"]
+        assert code == 0 and result["window"] == pytest.approx([0, 4.0], abs=0.05)
+        assert "shorter" not in err
+
+
 # ---- 6. an output that cannot be written is one line, and stops the run -----------------------------------------------
 @pytest.mark.parametrize("case", ["directory", "no_permission", "read_only"])
 def test_unwritable_jsonl_is_one_line(case, bundles, clips, tmp_path, capsys, monkeypatch):
@@ -411,15 +425,14 @@ def test_inspect_refuses_a_truncated_safetensors_file(tiny, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_sigterm_ends_a_stream_with_its_stopped_event(bundles, tmp_path):
+def test_sigterm_ends_a_stream_with_its_stopped_event(bundles, tmp_path, spawn):
     from r1omni_edge.synthetic.clips import write_clip
 
     clip = write_clip(tmp_path / "long.mp4", seconds=20.0, fps=10, size=(64, 64))
     jsonl = tmp_path / "events.jsonl"
-    process = subprocess.Popen([sys.executable, "-m", "r1omni_edge.cli", "stream", str(clip), "--bundle",
-                                str(bundles["fp32"][1]), "--window", "1", "--stride", "0.5", "--mode", "label",
-                                "--jsonl", str(jsonl), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    process = spawn([sys.executable, "-m", "r1omni_edge.cli", "stream", str(clip), "--bundle",
+                     str(bundles["fp32"][1]), "--window", "1", "--stride", "0.5", "--mode", "label",
+                     "--jsonl", str(jsonl), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while time.time() < deadline and not (jsonl.exists() and '"type": "result"' in jsonl.read_text()):
         time.sleep(0.1)

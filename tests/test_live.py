@@ -2,7 +2,6 @@
 and a JSONL file that survives Ctrl-C."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -222,15 +221,12 @@ def test_stream_fast_recognises_every_window(bundles, long_clip, tmp_path, capsy
 
 
 @pytest.mark.slow
-def test_jsonl_is_complete_after_ctrl_c(bundles, long_clip, tmp_path):
+def test_jsonl_is_complete_after_ctrl_c(bundles, long_clip, tmp_path, spawn):
     jsonl = tmp_path / "live.jsonl"
-    # Ctrl-C reaches a command run in the foreground. A test suite started in the background (`cmd &` in a script)
-    # inherits SIGINT ignored, and Python then never raises KeyboardInterrupt: give the child the default back.
-    process = subprocess.Popen(
+    process = spawn(  # with Ctrl-C at its default, however the suite was started
         [sys.executable, "-m", "r1omni_edge.cli", "stream", str(long_clip), "--bundle", str(bundles["fp32"][1]),
          "--window", "1", "--stride", "0.5", "--max-new-tokens", "8", "--jsonl", str(jsonl), "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while time.time() < deadline:
         if jsonl.exists() and '"type": "result"' in jsonl.read_text():

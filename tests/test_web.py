@@ -199,18 +199,18 @@ def demo_clip(tmp_path_factory):
     return clip
 
 
-def start_stream(bundle: Path, clip: Path, port: int, jsonl: Path) -> subprocess.Popen:
+def start_stream(spawn, bundle: Path, clip: Path, port: int, jsonl: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "r1omni_edge.cli", "stream", str(clip), "--bundle", str(bundle), "--fast",
                "--serve", f"127.0.0.1:{port}", "--jsonl", str(jsonl), "--quiet"]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    process = spawn(command, stderr=subprocess.PIPE, text=True)
     line = process.stderr.readline()  # the URL, once the server listens
     assert "the live view is at http://127.0.0.1:" in line, line
     return process
 
 
-def stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=30)
+def stop(process: subprocess.Popen, sig: int = signal.SIGINT) -> None:
+    process.send_signal(sig)
+    assert process.wait(timeout=30) == 128 + sig  # as a shell reports it: Ctrl-C 130, SIGTERM 143
 
 
 def wait_for(condition, timeout: float = 60.0, every: float = 0.1):
@@ -228,20 +228,26 @@ def result_labels(jsonl: Path) -> list[str]:
     return [e["label"] for e in events if e["type"] == "result"]
 
 
-def stopped(jsonl: Path) -> bool:
-    return jsonl.exists() and any(json.loads(line)["type"] == "stopped" for line in jsonl.read_text().splitlines())
+def events(jsonl: Path) -> list[dict]:
+    return [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.exists() else []
 
 
-def test_the_page_shows_the_stream_and_catches_up_after_a_restart(browser, bundles, demo_clip, tmp_path):
+def clip_over(jsonl: Path) -> bool:
+    """The clip has been recognised to its end; the page stays up (the session stops on Ctrl-C or SIGTERM)."""
+    return any("the page stays up" in e.get("message", "") for e in events(jsonl))
+
+
+def test_the_page_shows_the_stream_and_catches_up_after_a_restart(browser, bundles, demo_clip, tmp_path, spawn):
     from selenium.webdriver.common.by import By
 
     port = free_port()
     first = tmp_path / "first.jsonl"
-    process = start_stream(bundles["fp32"][1], demo_clip, port, first)
+    process = start_stream(spawn, bundles["fp32"][1], demo_clip, port, first)
     try:
         browser.get(f"http://127.0.0.1:{port}/")
         frames = set()
-        while not stopped(first):  # the clip starts when the page connects; watch the preview while it plays
+        deadline = time.time() + 120
+        while not clip_over(first) and time.time() < deadline:  # the clip starts when the page connects
             frames.add(browser.find_element(By.ID, "preview").get_attribute("data-frame"))
             time.sleep(0.05)
         expected = result_labels(first)
@@ -253,7 +259,7 @@ def test_the_page_shows_the_stream_and_catches_up_after_a_restart(browser, bundl
         assert shown and browser.find_element(By.ID, "label").text == expected[-1]
         bars = browser.find_elements(By.CSS_SELECTOR, "#probabilities .bar")
         assert bars and bars[0].get_attribute("data-label") == expected[-1]  # sorted: the label on top
-        assert browser.find_element(By.ID, "connection").text == "live"
+        wait_for(lambda: browser.find_element(By.ID, "connection").text == "input ended")  # not "live"
         assert browser.find_element(By.ID, "sources").text.endswith("demo_scenes.mp4 ended")  # the source state
         assert browser.execute_script("return document.getElementById('preview').naturalWidth") > 0
         shot = tmp_path / "web-view.png"
@@ -263,13 +269,16 @@ def test_the_page_shows_the_stream_and_catches_up_after_a_restart(browser, bundl
             shutil.copy(shot, os.environ["R1OMNI_EDGE_SCREENSHOT"])
     finally:
         stop(process)
+    assert events(first)[-1]["type"] == "stopped" and events(first)[-1]["reason"] == "interrupted"
     wait_for(lambda: browser.find_element(By.ID, "connection").text == "reconnecting")
     second = tmp_path / "second.jsonl"
-    process = start_stream(bundles["fp32"][1], demo_clip, port, second)
+    process = start_stream(spawn, bundles["fp32"][1], demo_clip, port, second)
     try:  # the browser reconnects by itself; the new server starts the clip for it
-        wait_for(lambda: stopped(second))
-        wait_for(lambda: browser.find_element(By.ID, "connection").text == "live")
+        wait_for(lambda: clip_over(second), timeout=120)
         wait_for(lambda: browser.execute_script("return document.body.dataset.labels") == ",".join(
             result_labels(second)))
+        wait_for(lambda: browser.find_element(By.ID, "connection").text == "input ended")
     finally:
-        stop(process)
+        stop(process, signal.SIGTERM)  # what systemctl stop sends, after the clip as during it
+    assert events(second)[-1]["type"] == "stopped" and events(second)[-1]["reason"] == "terminated"
+    wait_for(lambda: browser.find_element(By.ID, "connection").text == "reconnecting")

@@ -147,13 +147,12 @@ def run_stream(recognizer, clip: str | Path, config: LiveConfig | None = None, r
         if audio is not None and not source.has_audio:
             session.audio_available = False
             session.notice(f"{clip} has no audio track: recognising from video only")
+        linger = (lambda: _linger(session)) if web is not None else None
         if realtime:
             session.run(until=lambda: source.finished.is_set(),
-                        input_end=lambda: source.start_stamp + source.media_end)
+                        input_end=lambda: source.start_stamp + source.media_end, after_input=linger)
         else:
-            session.run_offline(source)
-        if web is not None:
-            _linger(session)
+            session.run_offline(source, after_input=linger)
     finally:
         source.stop()
         if web is not None:
@@ -166,10 +165,8 @@ def run_stream(recognizer, clip: str | Path, config: LiveConfig | None = None, r
 
 
 def _linger(session: LiveSession) -> None:
-    """Keep the page up after the clip, for its viewers, until Ctrl-C (or SIGTERM)."""
+    """Keep the page up after the clip, for its viewers, until Ctrl-C or SIGTERM (the session then stops with that
+    reason, and the process exits 130 or 143)."""
     session.notice("the clip is over; the page stays up until Ctrl-C")
-    try:
-        while True:
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
+    while not session.stopping:
+        time.sleep(0.2)

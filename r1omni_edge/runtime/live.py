@@ -272,9 +272,9 @@ class LiveSession:
         return True
 
     def _last_windows(self, next_end: float, input_end: float) -> None:
-        """The input has ended at ``input_end``: the windows that still end inside it, or, when none fitted at all
+        """The input has ended at ``input_end``: the windows that still end inside it, or, when none fits at all
         (a clip shorter than the window), one window over all of it."""
-        if self.windows == 0 and input_end > self.window_origin:
+        if self.windows == 0 and self.window_origin < input_end < next_end - END_TOLERANCE:
             self.notice(f"the input ended after {input_end - self.window_origin:.1f} s, shorter than the "
                         f"{self.config.window:g} s window: one window over all of it")
             self.tick(input_end, wait=True)
@@ -292,12 +292,20 @@ class LiveSession:
     def stop(self) -> None:
         self._stopping.set()
 
+    @property
+    def stopping(self) -> bool:
+        """``stop()`` was called, or an output failed."""
+        return self._stopping.is_set()
+
     def run(self, duration: float | None = None, until: Callable[[], bool] = lambda: False,
             on_idle: Callable[[], None] | None = None, wait_for_last: float = 30.0,
-            input_end: Callable[[], float | None] = lambda: None) -> None:
+            input_end: Callable[[], float | None] = lambda: None,
+            after_input: Callable[[], None] | None = None) -> None:
         """Tick every stride until ``stop()``, ``duration`` seconds, ``until()`` or Ctrl-C; ``on_idle`` runs between
         ticks (the display). When ``until()`` says the input ended, ``input_end()`` (its end on the ring clock) lets
-        the windows that end inside it run. The window in flight is given ``wait_for_last`` seconds to finish."""
+        the windows that end inside it run, then ``after_input`` runs (a page kept up for its viewers) before the
+        session stops: Ctrl-C or SIGTERM during it are the session's reason to stop. The window in flight is given
+        ``wait_for_last`` seconds to finish."""
         began = self.now()
         next_tick = self.window_origin + self.config.window
         self._started()
@@ -313,6 +321,7 @@ class LiveSession:
                     end = input_end()
                     if end is not None:
                         self._last_windows(next_tick, end)
+                    self._after_input(after_input)
                     break
                 if now >= next_tick:
                     self.tick(next_tick)
@@ -330,9 +339,15 @@ class LiveSession:
             self._join_worker(wait_for_last)
             self._stopped("output failed" if self.failure is not None else reason)
 
-    def run_offline(self, source) -> None:
+    def _after_input(self, after_input: Callable[[], None] | None) -> None:
+        if after_input is not None:
+            self._join_worker(None)  # the last window's result comes before whatever follows the input's end
+            after_input()
+
+    def run_offline(self, source, after_input: Callable[[], None] | None = None) -> None:
         """As fast as possible for a clip (a FileSource reading in media time): each window is recognised in turn
-        (nothing is dropped), and the source reads on only as far as the next window needs."""
+        (nothing is dropped), and the source reads on only as far as the next window needs. ``after_input`` as in
+        ``run``."""
         self.realtime, self.window_origin = False, 0.0
         self._started()
         end, reason = self.config.window, "input ended"
@@ -345,6 +360,7 @@ class LiveSession:
                     break
                 if source.finished.is_set() and source.media_end < end + END_TOLERANCE:
                     self._last_windows(end, source.media_end)
+                    self._after_input(after_input)
                     break
                 if self.tick(end, wait=True):
                     self._worker.join()
