@@ -381,8 +381,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
                       for name in ("instruction", "device", "dtype", "compile", "resize", "labels", "models_dir",
                                    "siglip", "whisper", "bert", "allow_pickle")
                       if (value := getattr(args, name)) not in (None, False)]
-        _refuse(torch_only, "to --model (PyTorch); a bundle fixed them at export (see its manifest). Re-export "
-                            "with them, or use --backend cuda for a GPU")
+        device_flags = [flag for flag in torch_only if flag.split()[0] in ("--device", "--dtype", "--compile")]
+        exported = [flag for flag in torch_only if flag not in device_flags]
+        _refuse(torch_only, "to --model (PyTorch), not to a bundle"
+                + ("; a bundle picks its device with --backend (cuda, tensorrt, engine)" if device_flags else "")
+                + (f"; a bundle fixed the model's settings at export (see its manifest): export it again with "
+                   f"{', '.join(exported)}" if exported else ""))
         recognizer = _open_bundle(args)
         result = recognizer.recognize_file(clip, use_audio=not args.video_only, mode=args.mode,
                                            max_new_tokens=args.max_new_tokens, max_think_tokens=args.max_think_tokens,

@@ -22,6 +22,7 @@ ADVICE = {
     errno.EDQUOT: "the disk quota is exceeded; free space or choose another disk",
     errno.EISDIR: "it is a directory; give a file path",
     errno.ENOTDIR: "a part of the path is a file, not a directory",
+    errno.EEXIST: "a file is where a directory should be; choose another path",
     errno.ENAMETOOLONG: "the path is too long",
 }
 

@@ -215,6 +215,21 @@ def test_a_model_that_cannot_load_stops_the_job_with_one_clear_error(bundles, ar
     assert not out.exists()
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_an_unwritable_output_stops_the_job_before_ray_starts(suffix, bundles, archive, tmp_path, monkeypatch):
+    """The driver writes the rows: a path it cannot write is its own one-line error, before any worker starts
+    (it was found after the first clip, 12 s later, and blamed on a Ray worker)."""
+    import r1omni_edge.batch.job as job
+    from r1omni_edge.errors import OutputError
+
+    monkeypatch.setattr(job, "_start_ray", lambda address: pytest.fail("Ray was started"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory\n")
+    with pytest.raises(OutputError, match=f"^{blocker}(/rows{suffix})?: --output: cannot write there .*(a file is "
+                                         "where a directory should be|a part of the path is a file)"):
+        run_batch(bundles["fp32"][1], archive, blocker / f"rows{suffix}", BatchOptions())
+
+
 @pytest.fixture
 def local_cluster(tmp_path):
     """A real Ray cluster on this machine: a head bound to 127.0.0.1 and one more node, one CPU each. The in-process

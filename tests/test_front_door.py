@@ -375,14 +375,18 @@ def test_eval_with_an_unknown_label_set_is_one_line(tiny, capsys):
 
 
 @pytest.mark.parametrize("option, expected", [
-    (("--labels", "dfew"), "--labels dfew applies to --model (PyTorch); a bundle fixed them at export"),
+    (("--labels", "dfew"), "--labels dfew applies to --model (PyTorch), not to a bundle; a bundle fixed the model's "
+                           "settings at export (see its manifest): export it again with --labels dfew"),
     (("--instruction", "Which emotion?"), "--instruction Which emotion? applies to --model"),
-    (("--device", "cuda"), "--device cuda applies to --model (PyTorch)"),
+    (("--device", "cuda"), "--device cuda applies to --model (PyTorch), not to a bundle; a bundle picks its device "
+                           "with --backend (cuda, tensorrt, engine)"),
     (("--resize", "pad"), "--resize pad applies to --model"),
 ])
 def test_predict_with_a_bundle_refuses_what_only_pytorch_honours(option, expected, bundles, clips, capsys):
     code, out, err = run_cli(capsys, "predict", clips["av"], "--bundle", bundles["fp32"][1], *option)
-    assert code == 2 and out == "" and expected in error_line(err, "predict")
+    line = error_line(err, "predict")
+    assert code == 2 and out == "" and expected in line
+    assert ("--backend" in line) == (option[0] == "--device")  # a GPU is no answer to --labels
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..errors import InputError, R1OmniError
+from ..errors import InputError, OutputError, R1OmniError
 from ..labels import label_set
 from ..pipeline.recognizer import MODES
 from .archive import ArchiveClip, list_archive
@@ -258,6 +258,8 @@ def run_batch(model: str | Path, source: str | Path | list[ArchiveClip], output:
                 written += len(records)
                 errors += sum(bool(r["error"]) for r in records)
                 progress(written, errors, len(pending))
+        except OutputError:  # the driver's own writing, not a worker's
+            raise
         except Exception as exc:
             failure = worker_failure(exc)
             if failure is None:

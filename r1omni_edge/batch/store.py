@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from ..errors import InputError
-from ..files import output_error
+from ..files import output_error, writable_directory
 
 FORMATS = (".jsonl", ".parquet")
 JSON_COLUMNS = ("probabilities", "timings_ms")  # nested: JSON text in parquet, objects in JSONL
@@ -27,6 +27,17 @@ class ResultStore:
             raise InputError(f"{self.path}: --output must end in .jsonl or .parquet")
         self.parts = 0
         self.done: set[str] = {row["path"] for row in self.read()}
+        self._check_writable()
+
+    def _check_writable(self) -> None:
+        """Fail now, in one line, where rows could not be written later (before any clip is recognised)."""
+        writable_directory(self.path if self.format == ".parquet" else self.path.parent, "--output")
+        if self.format == ".jsonl" and self.path.exists():  # nothing is created before the first row
+            try:
+                with self.path.open("a", encoding="utf-8"):
+                    pass
+            except OSError as exc:
+                raise output_error(self.path, exc, "--output: cannot append to it") from None
 
     def read(self) -> list[dict]:
         """Every row written so far (repairing a JSONL line cut short by a kill)."""
