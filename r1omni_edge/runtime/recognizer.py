@@ -43,6 +43,6 @@ def saturation_warning(path: str | Path, manifest: Manifest) -> str | None:
     parts = cpu.saturating_parts(manifest.int8_weights())
     if not parts:
         return None
-    return (f"{path}: the int8 parts {', '.join(parts)} hold full-range int8 weights (a bundle of format "
-            f"{manifest.format_version}), which saturate on this CPU ({cpu.int8_support().instructions}): answers "
-            "drift from the model's. Export the bundle again with this version of r1omni-edge (7-bit int8 weights)")
+    return (f"{path}: the int8 parts {', '.join(parts)} hold full-range int8 weights, which saturate on this CPU "
+            f"({cpu.int8_support().instructions}): answers drift from the model's. Export the bundle again with this "
+            "version of r1omni-edge (7-bit int8 weights, right on every CPU)")
