@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .files import read_json
 from .media.audio import CHUNK_SECONDS
 from .typed import build
 
@@ -40,6 +41,7 @@ FORMAT_VERSION = 4  # 2: typed sections, validated on load, the manifest's own c
 # still load; their int8 parts are full-range ("s8").
 READABLE_VERSIONS = (2, 3, 4)
 MANIFEST = "manifest.json"
+MANIFEST_MAX_BYTES = 16 * 1024 * 1024  # a real-size manifest is about 10 kB
 CHECKSUM_FIELD = "manifest_sha256"  # sha256 of the manifest's canonical JSON without this field
 
 # The ways a bundle can run (runtime/backends.py makes them): auto picks the fastest present; engine means the
@@ -452,12 +454,8 @@ def read_manifest(directory: str | Path) -> Manifest:
         raise BundleError(f"{directory}: the bundle directory does not exist; create one with `r1omni-edge export`")
     if not path.is_file():
         raise BundleError(f"{directory}: no {MANIFEST}; this is not a bundle written by `r1omni-edge export`")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{path}: not valid JSON ({exc}); the manifest is damaged, export the bundle again") from exc
-    except OSError as exc:
-        raise BundleError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    data = read_json(path, BundleError, "; the manifest is damaged, export the bundle again",
+                     max_bytes=MANIFEST_MAX_BYTES)
     stored = data.pop(CHECKSUM_FIELD, None) if isinstance(data, dict) else None
     manifest = Manifest.from_dict(data, str(path))
     if stored != _checksum(data):

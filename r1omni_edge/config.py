@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .files import read_json
 
 MODEL_TYPE = "HumanOmni_qwen2"
 ARCHITECTURE = "HumanOmniQwen2ForCausalLM"
@@ -140,10 +141,7 @@ class OmniConfig:
                 f"{path}: no config.json here; pass a checkpoint directory that holds config.json "
                 "and the model's *.safetensors files"
             )
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid JSON ({exc}); the file is damaged or not a config.json") from exc
+        data = read_json(path, ConfigError, "; the file is damaged or not a config.json")
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a JSON object, found {type(data).__name__}")
         return cls.from_dict(data, source=str(path))

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
-from .errors import OutputError
+from .errors import InputError, OutputError
 
 ADVICE = {
     errno.EROFS: "the file system is read-only; choose a path on a writable disk",
@@ -144,3 +145,45 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+# ---- reading inputs --------------------------------------------------------------------------------------------
+JSON_MAX_BYTES = 256 * 1024 * 1024  # a published dataset of 10,000 rows is a few MB; a manifest a few kB
+
+
+def parse_json(text: str, source: str, error: type[InputError] = InputError, advice: str = "") -> Any:
+    """JSON text -> a value, or ``error`` naming ``source``: invalid JSON, NaN / Infinity (not JSON), or nesting
+    too deep for the parser (a RecursionError from inside json otherwise)."""
+    def no_constant(name: str):
+        raise ValueError(f"{name} is not a JSON number")
+
+    try:
+        return json.loads(text, parse_constant=no_constant)
+    except json.JSONDecodeError as exc:
+        raise error(f"{source}: not valid JSON ({exc}){advice}") from None
+    except ValueError as exc:
+        raise error(f"{source}: not valid JSON ({exc}){advice}") from None
+    except RecursionError:
+        raise error(f"{source}: nested too deeply to be read{advice}") from None
+
+
+def read_json(path: str | Path, error: type[InputError] = InputError, advice: str = "",
+              max_bytes: int = JSON_MAX_BYTES) -> Any:
+    """A JSON file -> a value, or ``error`` naming the file and what is wrong with it (missing, a directory, over
+    ``max_bytes``, not UTF-8, not JSON, nested too deeply); ``advice`` is appended to the message."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if path.is_dir():
+            raise error(f"{path}: is a directory, not a JSON file{advice}")
+        if size > max_bytes:
+            raise error(f"{path}: {size / 1e6:.0f} MB, more than the {max_bytes / 1e6:.0f} MB a JSON file of this "
+                        f"kind may hold{advice}")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise error(f"{path}: cannot be read ({exc.strerror or exc}){advice}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}){advice}") from None
+    return parse_json(text, str(path), error, advice)

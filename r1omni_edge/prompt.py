@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError
+from .files import read_json
 
 INSTRUCTION = (
     "As an emotional recognition expert; throughout the video, which emotion conveyed by the characters is the "
@@ -121,10 +122,10 @@ class PromptTokenizer:
     def _read_json(path: Path) -> dict[str, Any]:
         if not path.is_file():
             return {}
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
+        data = read_json(path, CheckpointError)
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{path}: expected a JSON object, found {type(data).__name__}")
+        return data
 
     def _find_chat_template(self) -> str:
         template = self.config.get("chat_template")

@@ -122,7 +122,7 @@ def test_lists_name_their_clips_and_labels(tmp_path, clips):
     with pytest.raises(InputError, match="list.csv:2: label 'joyful-ish' is not one of"):
         list_archive(listing, mafw)
     (tmp_path / "bad.jsonl").write_text('{"path": "a.mp4"}\nnot json\n')
-    with pytest.raises(InputError, match="bad.jsonl:2: not JSON"):
+    with pytest.raises(InputError, match="bad.jsonl:2: not valid JSON"):
         list_archive(tmp_path / "bad.jsonl", mafw)
     with pytest.raises(InputError, match="--input takes a folder of clips, a .csv or a .jsonl list, not a .txt"):
         (tmp_path / "x.txt").write_text("x")

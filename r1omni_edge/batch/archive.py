@@ -5,11 +5,11 @@ dataset in the published JSON format (each row's clip, label, and the question i
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..files import parse_json
 from ..labels import normalize_label
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".flv", ".mpg", ".mpeg", ".wmv", ".3gp"})
@@ -53,10 +53,13 @@ def list_archive(source: str | Path, labels: tuple[str, ...] | None = None,
             if named is None:
                 raise InputError(f"{source}:{line}: label {truth!r} is not one of {', '.join(labels)}")
             truth = named
-        full = Path(path).expanduser()
         root = Path(data_root) if data_root is not None else source.parent
-        clips.append(ArchiveClip(str((full if full.is_absolute() else root / full).resolve()),
-                                 str(truth) if truth not in (None, "") else None))
+        try:
+            full = Path(path).expanduser()
+            resolved = (full if full.is_absolute() else root / full).resolve()
+        except (ValueError, RuntimeError, OSError) as exc:  # a NUL byte, ~user that does not exist, a loop
+            raise InputError(f"{source}:{line}: the path {path[:200]!r} cannot be used ({exc})") from None
+        clips.append(ArchiveClip(str(resolved), str(truth) if truth not in (None, "") else None))
     return clips
 
 
@@ -89,6 +92,8 @@ def _csv_rows(path: Path) -> list[tuple[int, dict]]:
             return [(index + 2, row) for index, row in enumerate(reader)]
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except csv.Error as exc:  # a field over csv's limit, a NUL byte, a quote left open
+        raise InputError(f"{path}: not a CSV list of clips ({exc})") from None
 
 
 def _jsonl_rows(path: Path) -> list[tuple[int, dict]]:
@@ -100,10 +105,7 @@ def _jsonl_rows(path: Path) -> list[tuple[int, dict]]:
     for index, text in enumerate(lines, 1):
         if not text.strip():
             continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{index}: not JSON ({exc.msg})") from None
+        row = parse_json(text, f"{path}:{index}")
         if not isinstance(row, dict):
             raise InputError(f"{path}:{index}: each line must be a JSON object with a 'path'")
         rows.append((index, row))

@@ -17,7 +17,7 @@ import torch
 
 from ..config import OmniConfig
 from ..errors import CheckpointError
-from ..files import atomic_directory
+from ..files import atomic_directory, read_json
 from .omni import OmniModel, check_tower_widths
 from .towers import PUBLISHED_NAMES, STOCK_PREFIXES, TowerConfigs
 
@@ -69,10 +69,10 @@ def weight_files(directory: Path, allow_pickle: bool = False) -> list[Path]:
     """The safetensors files of a HF directory (single or sharded); pickled .bin only when explicitly allowed."""
     index = directory / "model.safetensors.index.json"
     if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError) as exc:
-            raise CheckpointError(f"{index}: not a valid safetensors index ({exc})") from exc
+        weight_map = read_json(index, CheckpointError)
+        weight_map = weight_map.get("weight_map") if isinstance(weight_map, dict) else None
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise CheckpointError(f"{index}: not a valid safetensors index (no weight_map of tensor name: file)")
         files = [directory / name for name in sorted(set(weight_map.values()))]
         absent = [f.name for f in files if not f.is_file()]
         if absent:

@@ -6,12 +6,12 @@ BertForPreTraining); only the part the model uses is read from them, so Whisper'
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError
+from ..files import read_json
 
 # What each tower's own files call its parts: (prefix in the stock file, the transformers config class's key)
 STOCK_PREFIXES = {
@@ -32,10 +32,10 @@ def read_config_json(directory: Path, what: str) -> dict[str, Any]:
         raise CheckpointError(f"{directory}: the {what} directory does not exist")
     if not path.is_file():
         raise CheckpointError(f"{directory}: no config.json; pass the stock Hugging Face {what} directory")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
+    data = read_json(path, CheckpointError)
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
 
 
 def siglip_config(data: dict[str, Any]):

@@ -4,13 +4,13 @@ named constructors, and every field checked by type and range before anything lo
 from __future__ import annotations
 
 import dataclasses
-import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..files import read_json
 from ..typed import POSITIVE, at_least, between, check_value, range_problems
 from .rewards import REWARDS, resolve_reward
 
@@ -19,6 +19,9 @@ ADVANTAGE_SCALES = ("group", "batch", "none")
 AGGREGATIONS = ("grpo", "bnpo", "dapo", "dr_grpo")
 IMPORTANCE_LEVELS = ("token", "sequence")  # sequence: GSPO
 OBJECTIVES = ("clip", "cispo")
+
+
+CONFIG_MAX_BYTES = 1024 * 1024  # a config is a few hundred bytes
 
 
 @dataclass
@@ -67,16 +70,22 @@ class TrainConfig:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: no such config file")
-        text = path.read_text()
-        try:
-            if path.suffix in (".yaml", ".yml"):
-                import yaml
+        if path.suffix not in (".yaml", ".yml"):
+            data = read_json(path, max_bytes=CONFIG_MAX_BYTES)
+        else:
+            import yaml
 
-                data = yaml.safe_load(text) or {}
-            else:
-                data = json.loads(text)
-        except Exception as exc:  # yaml and json raise different types
-            raise InputError(f"{path}: cannot be parsed ({exc})") from exc
+            if path.stat().st_size > CONFIG_MAX_BYTES:
+                raise InputError(f"{path}: more than the {CONFIG_MAX_BYTES // 1024} kB a config may hold")
+            try:
+                data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+            except (yaml.YAMLError, RecursionError) as exc:
+                raise InputError(f"{path}: cannot be parsed as YAML ({str(exc).splitlines()[0]})") from None
+        data = {} if data is None else data
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: a config is a mapping of field: value, not {type(data).__name__}")
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(data, str(path))
 

@@ -4,11 +4,11 @@ row's own ``label`` field. Validation reports every bad row at once, before any 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..files import read_json
 from ..prompt import PLACEHOLDERS, parse_answer
 
 KNOWN_TAGS = set(PLACEHOLDERS)
@@ -78,10 +78,7 @@ def load_dataset(path: str | Path, data_root: str | Path | None = None,
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: no such dataset file")
-    try:
-        rows = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: not valid JSON ({exc})") from exc
+    rows = read_json(path, DatasetError)
     if not isinstance(rows, list) or not rows:
         raise DatasetError(f"{path}: expected a non-empty JSON list of rows")
     root = Path(data_root) if data_root is not None else path.parent
