@@ -265,6 +265,9 @@ def _parser() -> argparse.ArgumentParser:
     stream.add_argument("clip", help="a video file, played as a camera and a microphone")
     stream.add_argument("--bundle", required=True, metavar="DIR", help="the bundle to run")
     stream.add_argument("--fast", action="store_true", help="as fast as possible, every window (default: real time)")
+    stream.add_argument("--video-only", action="store_true",
+                        help="a prompt without <audio>: the audio path is skipped (a clip without an audio track "
+                             "otherwise gets silence through it, as predict does)")
     _add_live_args(stream)
     _add_runtime_args(stream)
     stream.set_defaults(func=cmd_stream, mode=None, audio_window=None, audio_gate=None)  # None: the profile decides
@@ -513,7 +516,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     recognizer = _open_bundle(args)
     _terminate_gracefully()
     session = run_stream(recognizer, args.clip, config, realtime=not args.fast, jsonl=jsonl,
-                         view=not args.quiet, serve=serve, on_serving=_serving)
+                         view=not args.quiet, use_audio=not args.video_only, serve=serve, on_serving=_serving)
     return _finish(session)
 
 

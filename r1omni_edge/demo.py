@@ -6,12 +6,14 @@ windows got their scene's label. The toy model is not the real checkpoint, and t
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from .bundle import MANIFEST
+from .bundle import MANIFEST, sha256_file
+from .errors import OutputError
 
 TOY_DIR = Path(__file__).parent / "synthetic" / "toy_model"
 NOT_REAL_FIRST = ("NOTE: the demo model is a toy R1-Omni of the same architecture (tiny, trained on a synthetic task "
@@ -32,6 +34,7 @@ def prepare(directory: Path, precision: str = "fp32") -> tuple[Path, Path, list]
     from .synthetic.checkpoint import CHECKPOINT_NAME, write_tiny_checkpoint
     from .synthetic.task import write_scene_clip
 
+    clip, timeline = scene_clip(directory, write_scene_clip)  # first: a clip of the user's stops the demo at once
     if (TOY_DIR / "R1-Omni-toy" / "config.json").is_file():
         checkpoint, models_dir = TOY_DIR / "R1-Omni-toy", TOY_DIR
         _say(f"the toy model: {checkpoint} (beside its towers, in the published layout)")
@@ -49,8 +52,29 @@ def prepare(directory: Path, precision: str = "fp32") -> tuple[Path, Path, list]
         reference = open_recognizer(checkpoint, models_dir=models_dir, resize_mode="pad")
         export_bundle(reference, bundle, ExportOptions(precision=precision, labels="dfew", resize_mode="pad"),
                       progress=_say)
-    clip, timeline = write_scene_clip(directory / "demo_scenes.mp4")
     return bundle, clip, timeline
+
+
+SCENES, SCENES_STAMP = "demo_scenes.mp4", "demo_scenes.json"
+
+
+def scene_clip(directory: Path, write) -> tuple[Path, list]:
+    """The demo's clip in ``directory``: the one an earlier demo wrote (its stamp names its sha256 and timeline), or
+    a new one. A file of that name the demo did not write is the user's: refused, never overwritten."""
+    clip, stamp = directory / SCENES, directory / SCENES_STAMP
+    if clip.exists():
+        try:
+            recorded = json.loads(stamp.read_text(encoding="utf-8"))
+            if recorded["sha256"] == sha256_file(clip):
+                return clip, [tuple(scene) for scene in recorded["timeline"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        raise OutputError(f"--dir {directory}: holds a {SCENES} that the demo did not write; move it away or choose "
+                          "another --dir (nothing was overwritten)")
+    directory.mkdir(parents=True, exist_ok=True)
+    clip, timeline = write(clip)
+    stamp.write_text(json.dumps({"sha256": sha256_file(clip), "timeline": timeline}) + "\n", encoding="utf-8")
+    return clip, timeline
 
 
 def scored(results: list[dict], timeline: list[tuple[str, float, float]]) -> tuple[int, int]:

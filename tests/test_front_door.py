@@ -499,3 +499,23 @@ def test_toy_data_writes_a_task_and_configs_that_train_loads(capsys, tmp_path):
     code, _, err = run_cli(capsys, "toy-data", "--out", out)
     assert code == 2 and error_line(err, "toy-data")
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+@pytest.mark.parametrize("video_only", [False, True])
+def test_a_clip_without_audio_gets_the_same_answer_from_predict_and_stream(video_only, bundles, clips, tmp_path,
+                                                                          capsys):
+    """No audio track: silence through the audio path in both commands (the published model's rule), or a prompt
+    without audio in both with --video-only (stream used to take the video-only prompt on its own)."""
+    extra = ("--video-only",) if video_only else ()
+    code, out, _ = run_cli(capsys, "predict", clips["video_only"], "--bundle", bundles["fp32"][1], "--mode", "label",
+                           "--json", *extra)
+    predicted = json.loads(out)
+    jsonl = tmp_path / "events.jsonl"
+    code2, _, err = run_cli(capsys, "stream", clips["video_only"], "--bundle", bundles["fp32"][1], "--mode", "label",
+                            "--window", "2", "--fast", "--jsonl", jsonl, *extra)
+    (result,) = [e for e in read_events(jsonl) if e["type"] == "result"]
+    assert code == code2 == 0
+    assert predicted["audio"] == result["audio"] == ("not used" if video_only else "missing")
+    assert result["label"] == predicted["label"]
+    assert result["probabilities"] == pytest.approx(predicted["probabilities"], abs=1e-5)
+    assert ("10 s of silence go through the audio path" in err) != video_only

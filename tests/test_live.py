@@ -275,3 +275,19 @@ def test_demo_runs_and_says_it_is_not_the_real_model(tmp_path, capsys):
 
     right, inside = map(int, re.search(r"(\d+) of (\d+) windows inside one scene got its label", err).groups())
     assert inside >= 6 and right >= 0.75 * inside  # the shipped toy model recognises the scenes it was trained on
+    clip = tmp_path / "demo" / "demo_scenes.mp4"
+    written = clip.stat().st_mtime_ns
+    assert main(["demo", "--dir", str(tmp_path / "demo"), "--fast"]) == 0  # its own clip: reused
+    assert clip.stat().st_mtime_ns == written
+
+
+def test_demo_never_overwrites_a_clip_it_did_not_write(tmp_path, capsys):
+    from r1omni_edge.cli import main
+
+    mine = tmp_path / "demo" / "demo_scenes.mp4"
+    mine.parent.mkdir()
+    mine.write_bytes(b"the user's own recording")
+    assert main(["demo", "--dir", str(tmp_path / "demo"), "--fast"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a demo_scenes.mp4 that the demo did not write" in err and "Traceback" not in err
+    assert mine.read_bytes() == b"the user's own recording" and not (tmp_path / "demo" / "bundle-fp32").exists()

@@ -123,7 +123,9 @@ def run_stream(recognizer, clip: str | Path, config: LiveConfig | None = None, r
                view: bool = True, use_audio: bool = True, serve: tuple[ServeAddress, str | None] | None = None,
                on_serving: Callable[[str], None] | None = None) -> LiveSession:
     """A clip through the live pipeline as if it were a camera and a microphone. Windows are in the clip's time,
-    in real time and as fast as possible alike; a clip that breaks off raises SourceError after its windows.
+    in real time and as fast as possible alike; a clip that breaks off raises SourceError after its windows. A clip
+    without an audio track gets silence through the audio path, as ``predict`` does; ``use_audio=False`` is the
+    prompt without audio.
     With ``serve`` the clip starts when the first viewer opens the page (a clip is over in seconds with
     ``realtime=False``), and the page stays up after the clip until Ctrl-C."""
     config = config or LiveConfig()
@@ -144,9 +146,10 @@ def run_stream(recognizer, clip: str | Path, config: LiveConfig | None = None, r
         if not source.has_connected.is_set():  # it never opened: a clip ffmpeg cannot read
             raise SourceError(str(source.error))
         session.window_origin = source.start_stamp  # the clip's time 0 on the ring clock (0 when not real time)
-        if audio is not None and not source.has_audio:
-            session.audio_available = False
-            session.notice(f"{clip} has no audio track: recognising from video only")
+        if audio is not None and not source.has_audio:  # as `predict` and the published model: silence is fed
+            session.audio_available, session.silence_for_missing_audio = False, True
+            session.notice(f"{clip} has no audio track: 10 s of silence go through the audio path, as predict and "
+                           "the published model do (--video-only: a prompt without audio)")
         linger = (lambda: _linger(session)) if web is not None else None
         if realtime:
             session.run(until=lambda: source.finished.is_set(),

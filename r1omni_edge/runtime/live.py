@@ -166,6 +166,9 @@ class LiveSession:
         self.stop_reason: str | None = None
         self.failure: OutputError | None = None  # an output that could not be written: the session stopped for it
         self.audio_available = audio is not None
+        # an input that has no audio at all (a clip without a track): silence goes through the audio path, as the
+        # published model and `predict` do, instead of a prompt without audio
+        self.silence_for_missing_audio = False
         self.realtime = True  # False in run_offline: windows in media time, recognised one after another
         self._busy = threading.Lock()
         self._stopping = threading.Event()
@@ -223,10 +226,11 @@ class LiveSession:
     def _window(self, start: float, end: float) -> list[float]:
         return [round(max(start - self.window_origin, 0.0), 3), round(end - self.window_origin, 3)]
 
-    def _recognise(self, start: float, end: float, frames: list[np.ndarray], audio: np.ndarray | None) -> None:
+    def _recognise(self, start: float, end: float, frames: list[np.ndarray], audio: np.ndarray | None,
+                   use_audio: bool) -> None:
         try:
             began = self.now()
-            result = self.recognizer.recognize(frames, audio, use_audio=audio is not None, mode=self.config.mode,
+            result = self.recognizer.recognize(frames, audio, use_audio=use_audio, mode=self.config.mode,
                                                max_new_tokens=self.config.max_new_tokens,
                                                max_think_tokens=self.config.max_think_tokens)
             done = self.now()
@@ -266,8 +270,9 @@ class LiveSession:
                         "skipped")
             return False
         audio = self.audio.window(start, end) if (self.audio is not None and self.audio_available) else None
-        self._worker = threading.Thread(target=self._recognise, args=(start, end, frames, audio), daemon=True,
-                                        name="r1omni-recognizer")
+        use_audio = audio is not None or self.silence_for_missing_audio
+        self._worker = threading.Thread(target=self._recognise, args=(start, end, frames, audio, use_audio),
+                                        daemon=True, name="r1omni-recognizer")
         self._worker.start()
         return True
 
