@@ -1,9 +1,11 @@
 """Soak: the live session on a real-time, file-backed camera and microphone for N minutes, with the process's
-resident memory, open file descriptors and threads recorded every 10 s. It fails (exit 1) when, after the warm-up,
-memory grows by more than 1 MB per 10 minutes or descriptors or threads grow.
+resident memory, open file descriptors and threads recorded at the same point of every window (as its result is
+handed out, after the recognition and before the next window starts), so that no sample falls in the middle of one
+recognition and another between two. It fails (exit 1) when, after the warm-up, memory grows by more than 1 MB per
+10 minutes or descriptors or threads grow.
 
     .venv/bin/python benchmarks/soak.py --minutes 60                          # the shipped toy model (exported first)
-    .venv/bin/python benchmarks/soak.py --minutes 10 --bundle out/real-int8   # the real-size int8 bundle
+    .venv/bin/python benchmarks/soak.py --minutes 60 --bundle out/real-int8 --fast-profile   # real size, real time
 
 The camera is OpenCV reading a clip at its frame rate, rewound at its end; the microphone is the clip's audio played
 in real time through the same callback sounddevice uses. This process never imports torch (the toy bundle is
@@ -18,7 +20,6 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -42,20 +43,13 @@ def process_status() -> dict[str, float]:
             "threads": int(fields["Threads"])}
 
 
-class Sampler(threading.Thread):
-    def __init__(self, every: float):
-        super().__init__(daemon=True, name="soak-sampler")
-        self.every, self.samples, self.started = every, [], time.monotonic()
-        self._halt = threading.Event()
+class Sampler:
+    """A sample per recognised window, taken in the result's event (the same point of every window)."""
 
-    def run(self) -> None:
-        while not self._halt.is_set():
-            self.samples.append({"t": round(time.monotonic() - self.started, 1), **process_status()})
-            self._halt.wait(self.every)
+    def __init__(self):
+        self.samples, self.started = [], time.monotonic()
 
-    def stop(self) -> None:
-        self._halt.set()
-        self.join()
+    def take(self) -> None:
         self.samples.append({"t": round(time.monotonic() - self.started, 1), **process_status()})
 
 
@@ -134,7 +128,8 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--max-think-tokens", type=int, default=64)
     parser.add_argument("--warmup", type=float, help="seconds not judged (default: 2 minutes, or 20%% if shorter)")
-    parser.add_argument("--every", type=float, default=10.0, help="seconds between samples")
+    parser.add_argument("--fast-profile", action="store_true",
+                        help="live --fast-profile: label mode, the fitted audio window, the energy gate")
     parser.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
     parser.add_argument("--out", type=Path, help="results JSON (default: benchmarks/results/soak_NAME.json)")
     args = parser.parse_args()
@@ -154,29 +149,38 @@ def main() -> int:
     info = machine_info(with_torch=False)
     print_header(f"soak: {args.minutes:g} min of live recognition on {bundle}", info)
     recognizer = Recognizer.from_bundle(bundle, backend="cpu", threads=args.threads)
+    if args.fast_profile:
+        from r1omni_edge.runtime.live import FAST_PROFILE
+
+        args.mode, args.max_think_tokens = FAST_PROFILE["mode"], FAST_PROFILE["max_think_tokens"]
+        recognizer.audio_window, recognizer.audio_gate = FAST_PROFILE["audio_window"], FAST_PROFILE["audio_gate"]
+        name += "_fast"
     warmup = args.warmup if args.warmup is not None else min(120.0, 0.2 * args.minutes * 60)
     counts = {"result": 0, "error": 0, "notice": 0, "source": 0}
     latencies: list[float] = []
+
+    sampler = Sampler()
 
     def on_event(event: dict) -> None:
         counts[event["type"]] = counts.get(event["type"], 0) + 1
         if event["type"] == "result":
             latencies.append(event["latency_ms"]["total"])
+            sampler.take()
 
     config = LiveConfig(window=args.window, stride=args.stride, mode=args.mode, max_new_tokens=args.max_new_tokens,
                         max_think_tokens=args.max_think_tokens)
-    sampler = Sampler(args.every)
-    sampler.start()
     session = run_live(recognizer, str(clip), loop=True, config=config, duration=args.minutes * 60, view=False,
                        on_event=on_event, stream_factory=lambda callback: PacedAudioStream(waveform, callback))
-    sampler.stop()
     judged = verdict(sampler.samples, warmup)
     report = {
         "bundle": str(bundle), "precision": recognizer.manifest.precision, "minutes": args.minutes,
-        "config": vars(config), "machine": info,
+        "config": vars(config), "audio_window": recognizer.audio_window, "audio_gate": recognizer.audio_gate,
+        "sampled": "at each window's result", "machine": info,
         "session": {"windows": session.windows, "results": session.results, "dropped": session.dropped,
                     "skipped": session.skipped, "failed": session.failed, "events": counts,
-                    "median_latency_ms": round(statistics.median(latencies), 1) if latencies else None},
+                    "median_latency_ms": round(statistics.median(latencies), 1) if latencies else None,
+                    "p90_latency_ms": round(statistics.quantiles(latencies, n=10)[-1], 1) if len(latencies) > 1
+                    else None},
         "verdict": judged, "samples": sampler.samples,
     }
     out = args.out or RESULTS / f"soak_{name}.json"
