@@ -169,7 +169,7 @@ class Campaign:
                 source = work.bundles[plan[0]]
                 for item in source.iterdir():
                     if item.name != "manifest.json":
-                        os.symlink(item, path / item.name)
+                        os.symlink(item.resolve(), path / item.name)
                 if flag:  # as a tool that rewrites the manifest would: its checksum made to match
                     data = _rechecksum(data)
                 (path / "manifest.json").write_bytes(data)

@@ -1,6 +1,7 @@
 """The long fuzz run: mutants of every kind through every public entry point, tallied.
 
     .venv/bin/python -m fuzz.run --mutants 1000 [--entries "predict --bundle" manifest ...] [--seed 0]
+        [--count "predict --model=300" ...]
 
 Prints, per entry point, the inputs tried and how each ended (answer, the project's one-line error, or a failure:
 traceback, bad-error, hang, crash, memory), the slowest answer's time, and the commonest errors; writes
@@ -29,24 +30,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mutants", type=int, default=1000, help="per entry point (batch: in folders of 25)")
     parser.add_argument("--entries", nargs="+", default=list(ENTRIES), choices=ENTRIES)
+    parser.add_argument("--count", action="append", default=[], metavar="ENTRY=N",
+                        help="another number of mutants for one entry point")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--deadline", type=float, default=60.0, help="seconds one mutant may take")
     parser.add_argument("--memory-mb", type=float, default=4096.0, help="the worker's resident memory bound")
     parser.add_argument("--workdir", type=Path, default=Path("out/fuzz"))
     parser.add_argument("--results", type=Path, default=HERE.parent / "benchmarks" / "results" / "fuzz.json")
     args = parser.parse_args()
+    counts = {entry: args.mutants for entry in args.entries}
+    for item in args.count:
+        entry, _, number = item.rpartition("=")
+        if entry not in ENTRIES or not number.isdigit():
+            parser.error(f"--count {item}: expected ENTRY=N with ENTRY one of {', '.join(ENTRIES)}")
+        counts[entry] = int(number)
 
     info = machine_info()
     print_header("fuzzing the public entry points", info)
     work = prepare(args.workdir / "seeds")
     runner = Runner(deadline=args.deadline, memory_mb=args.memory_mb)
     campaign = Campaign(work, runner, args.workdir / "run")
-    report = {"benchmark": "fuzz", "machine": info, "mutants_per_entry": args.mutants, "seed": args.seed,
+    report = {"benchmark": "fuzz", "machine": info, "mutants_per_entry": counts, "seed": args.seed,
               "deadline_seconds": args.deadline, "memory_mb": args.memory_mb, "entries": []}
     started = time.perf_counter()
     try:
         for index, entry in enumerate(args.entries):
-            tally = campaign.run(entry, args.mutants, args.seed + index)
+            tally = campaign.run(entry, counts[entry], args.seed + index)
             row = dict(tally.to_dict(), seconds=tally.seconds)
             report["entries"].append(row)
             bad = {k: v for k, v in tally.outcomes.items() if k not in GOOD}

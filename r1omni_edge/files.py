@@ -159,9 +159,7 @@ def parse_json(text: str, source: str, error: type[InputError] = InputError, adv
 
     try:
         return json.loads(text, parse_constant=no_constant)
-    except json.JSONDecodeError as exc:
-        raise error(f"{source}: not valid JSON ({exc}){advice}") from None
-    except ValueError as exc:
+    except ValueError as exc:  # JSONDecodeError, and NaN / Infinity
         raise error(f"{source}: not valid JSON ({exc}){advice}") from None
     except RecursionError:
         raise error(f"{source}: nested too deeply to be read{advice}") from None

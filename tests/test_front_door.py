@@ -209,32 +209,20 @@ def test_real_time_stream_runs_the_window_that_ends_at_the_clip_end(bundles, tmp
     assert windows["fast"] == windows["real_time"] == [[0, 2], [1, 3], [2, 4], [3, 5], [4, 6]]
 
 
-def test_a_clip_shorter_than_the_window_gets_one_window_and_a_notice(bundles, tmp_path, capsys):
+@pytest.mark.parametrize("seconds", [2.0, 4.0])
+def test_a_clip_shorter_than_the_window_gets_one_window_and_a_notice(seconds, bundles, tmp_path, capsys):
+    """A 2 s clip and a 4 s window: one window over all of it, with a notice. A 4.0 s clip fits the window: one
+    ordinary window [0, 4], and no word of it being shorter (it was called shorter)."""
     from r1omni_edge.synthetic.clips import write_clip
 
-    clip = write_clip(tmp_path / "short.mp4", seconds=2.0, fps=10, size=(64, 64))
+    clip = write_clip(tmp_path / "clip.mp4", seconds=seconds, fps=10, size=(64, 64))
     for extra in ((), ("--fast",)):
-        jsonl = tmp_path / f"short{len(extra)}.jsonl"
-        code, _, err = run_cli(capsys, "stream", clip, "--bundle", bundles["fp32"][1], "--mode", "label", "--jsonl",
-                               jsonl, *extra)
-        events = read_events(jsonl)
-        (result,) = [e for e in events if e["type"] == "result"]
-        assert code == 0 and result["window"] == pytest.approx([0, 2.0], abs=0.05)  # the clip: 2 s (+ AAC padding)
-        assert "shorter than the 4 s window: one window over all of it" in err
-
-
-def test_a_clip_as_long_as_the_window_is_one_ordinary_window(bundles, tmp_path, capsys):
-    """A 4.0 s clip with a 4 s window fits it: one window [0, 4], and no word of it being shorter."""
-    from r1omni_edge.synthetic.clips import write_clip
-
-    clip = write_clip(tmp_path / "four.mp4", seconds=4.0, fps=10, size=(64, 64))
-    for extra in ((), ("--fast",)):
-        jsonl = tmp_path / f"four{len(extra)}.jsonl"
+        jsonl = tmp_path / f"clip{len(extra)}.jsonl"
         code, _, err = run_cli(capsys, "stream", clip, "--bundle", bundles["fp32"][1], "--mode", "label", "--jsonl",
                                jsonl, *extra)
         (result,) = [e for e in read_events(jsonl) if e["type"] == "result"]
-        assert code == 0 and result["window"] == pytest.approx([0, 4.0], abs=0.05)
-        assert "shorter" not in err
+        assert code == 0 and result["window"] == pytest.approx([0, seconds], abs=0.05)  # (+ AAC padding)
+        assert ("shorter than the 4 s window: one window over all of it" in err) == (seconds < 4)
 
 
 # ---- 6. an output that cannot be written is one line, and stops the run -----------------------------------------------

@@ -105,9 +105,8 @@ def test_a_failing_source_reports_and_reconnects():
     source = FlakySource(ring, events.append)
     source.start()
     deadline = time.time() + 5
-    while source.opened < 3 and time.time() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.05)
+    while (source.opened < 3 or len(ring) <= 3) and time.time() < deadline:  # events, not seconds: a busy
+        time.sleep(0.01)                                                    # machine schedules the reader late
     source.stop()
     source.join(2)
     statuses = [e["status"] for e in events]

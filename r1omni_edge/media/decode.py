@@ -55,11 +55,16 @@ class Clip:
 
 
 def check_clip_file(path: Path) -> None:
-    if not path.exists():
-        raise MediaError(f"{path}: no such file; check the path to the clip")
-    if path.is_dir():
-        raise MediaError(f"{path}: is a directory, not a clip; pass a video file")
-    if path.stat().st_size == 0:
+    try:
+        if not path.exists():
+            raise MediaError(f"{path}: no such file; check the path to the clip")
+        if path.is_dir():
+            raise MediaError(f"{path}: is a directory, not a clip; pass a video file")
+        empty = path.stat().st_size == 0
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte, no permission to look
+        raise MediaError(f"{str(path)[:200]}: cannot be used as a clip path ({getattr(exc, 'strerror', None) or exc})"
+                         ) from None
+    if empty:
         raise MediaError(f"{path}: the file is empty (0 bytes); the copy or the recording did not finish")
 
 
@@ -92,12 +97,27 @@ def open_media(path: Path):
 def check_picture_size(stream, path: Path) -> None:
     """Refuse a picture over MAX_SIDE / MAX_PIXELS before any frame is decoded, and make the decoder refuse a
     larger one later in the stream (a size that changes mid-stream)."""
+    if stream.codec_context is None:  # FFmpeg knows no decoder for the codec the file names
+        raise MediaError(f"{path}: the video stream's codec is one this FFmpeg cannot decode (or the file names a "
+                         "codec that does not exist); re-encode the clip, e.g. to H.264")
     width, height = stream.codec_context.width, stream.codec_context.height
     if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
         raise MediaError(f"{path}: the video says its pictures are {width} x {height} pixels, over the {MAX_SIDE} x "
-                         f"{MAX_SIDE} (and {MAX_PIXELS / 1e6:.0f} megapixel) this reader accepts; scale it down "
+                         f"{MAX_SIDE} (and {MAX_PIXELS / 1e6:.1f} megapixel) this reader accepts; scale it down "
                          "(ffmpeg -vf scale=1920:-2)")
     stream.codec_context.options = {"max_pixels": str(MAX_PIXELS)}
+
+
+def first_audio(container, path: Path):
+    """The first audio stream, or None when there is none; one whose codec FFmpeg cannot decode is an error (not
+    silence: the user should know the clip's sound was not heard)."""
+    if not container.streams.audio:
+        return None
+    stream = container.streams.audio[0]
+    if stream.codec_context is None:
+        raise MediaError(f"{path}: the audio stream's codec is one this FFmpeg cannot decode; re-encode the audio "
+                         "(e.g. to AAC), or recognise without it (--video-only)")
+    return stream
 
 
 @contextlib.contextmanager
@@ -161,7 +181,7 @@ def _decode(container, path: Path, wanted: set[int], with_audio: bool
     no more, and an hour-long track must not fill the memory)."""
     video = container.streams.video[0]
     video.thread_type = "AUTO"
-    audio = container.streams.audio[0] if with_audio and container.streams.audio else None
+    audio = first_audio(container, path) if with_audio else None
     mono = _Mono16k(CHUNK_SECONDS) if audio is not None else None
     kept: dict[int, np.ndarray] = {}
     samples = None
@@ -187,11 +207,12 @@ def decode_audio(path: str | Path) -> np.ndarray | None:
     path = Path(path)
     check_clip_file(path)
     with open_media(path) as container:
-        if not container.streams.audio:
+        stream = first_audio(container, path)
+        if stream is None:
             return None
         mono = _Mono16k()
         with reading(path, "audio"):
-            for frame in container.decode(container.streams.audio[0]):
+            for frame in container.decode(stream):
                 mono.add(frame)
             return mono.finish()
 

@@ -377,14 +377,19 @@ class FileSource(Source):
     def open(self):
         import av
 
-        from ..media.decode import check_clip_file, open_media
+        from ..media.decode import check_clip_file, first_audio, open_media
 
         check_clip_file(self.path)
         container = open_media(self.path)
         if not container.streams.video:
             container.close()
             raise MediaError(f"{self.path}: has no video stream; R1-Omni needs frames")
-        streams = [s for s in (container.streams.video[:1] + container.streams.audio[:1])]
+        try:
+            audio = first_audio(container, self.path) if self.audio is not None else None
+        except MediaError:
+            container.close()
+            raise
+        streams = container.streams.video[:1] + ([audio] if audio is not None else [])
         self.has_audio = bool(container.streams.audio)
         self._resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)
         self._packets = container.demux(*streams)

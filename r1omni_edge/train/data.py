@@ -41,8 +41,14 @@ def _row_problems(row, index: int, root: Path, labels: tuple[str, ...] | None) -
         problems.append(f"row {index}: no 'video' path")
     else:
         path = (root / video) if not Path(video).is_absolute() else Path(video)
-        if not path.is_file():
-            problems.append(f"row {index}: video file {path} does not exist")
+        try:
+            found = path.is_file()
+        except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+            problems.append(f"row {index}: video path {video[:80]!r} cannot be used ({exc.__class__.__name__}: "
+                            f"{getattr(exc, 'strerror', None) or exc})")
+        else:
+            if not found:
+                problems.append(f"row {index}: video file {path} does not exist")
     turns = row.get("conversations")
     human = gpt = None
     if not isinstance(turns, list) or not turns:
@@ -66,7 +72,7 @@ def _row_problems(row, index: int, root: Path, labels: tuple[str, ...] | None) -
     if not label:
         problems.append(f"row {index}: no answer (neither a 'label' field nor <answer>..</answer> in the gpt turn)")
     elif labels is not None and label not in labels:
-        problems.append(f"row {index}: label {label!r} is not in the label set {list(labels)}")
+        problems.append(f"row {index}: label {str(label)[:80]!r} is not in the label set {list(labels)}")
     if problems:
         return None, problems
     return Sample(index, path, human, gpt or "", label), []
