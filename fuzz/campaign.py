@@ -227,6 +227,38 @@ class Campaign:
 
         one()
 
+    # ---- the seeds themselves ------------------------------------------------------------------------------------
+    def baseline(self) -> dict[str, dict]:
+        """Each valid seed, unmutated, through its entry points: all must be answered (a WAV has no video, and is
+        the one seed that must be refused). A fuzzer whose seeds are all refused would find nothing, and would not
+        say so: this is how a broken entry point shows up even when every mutant ends in a clean error."""
+        outcomes = {}
+        directory = self.scratch / "baseline"
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, data in sorted(self.media_seeds.items()):
+            path = directory / name
+            path.write_bytes(data)
+            for entry in ("predict --bundle", "predict --model", "stream --fast"):
+                request = self.media_request(entry, path, variant=0)
+                outcomes[f"{entry} {name}"] = self.runner.run({**request, "argv": [str(a) for a in request["argv"]]})
+        for name, document in self.work.configs.items():
+            path = directory / f"{name}.json"
+            path.write_text(json.dumps(document))
+            outcomes[f"config {name}"] = self.runner.run({"entry": "loader", "kind": f"config-{name}",
+                                                          "path": str(path)})
+        path = directory / "dataset.json"
+        path.write_text(json.dumps(self.work.datasets["train"]))
+        outcomes["dataset"] = self.runner.run({"entry": "loader", "kind": "dataset", "path": str(path),
+                                               "data_root": str(self.work.root / "task")})
+        for name, data in self.work.lists.items():
+            (directory / name).write_bytes(data)
+            outcomes[f"archive list {name}"] = self.runner.run({"entry": "loader", "kind": "archive-list",
+                                                                "path": str(directory / name)})
+        for precision, bundle in self.work.bundles.items():
+            outcomes[f"manifest {precision}"] = self.runner.run({"entry": "cli", "argv": [
+                "predict", str(self.work.clip), "--bundle", str(bundle), "--json", "--mode", "label"]})
+        return outcomes
+
     # ---- an entry point ----------------------------------------------------------------------------------------
     def run(self, entry: str, count: int, seed_value: int = 0,
             progress: Callable[[Tally], None] = lambda tally: None) -> Tally:

@@ -54,6 +54,12 @@ def main() -> None:
               "deadline_seconds": args.deadline, "memory_mb": args.memory_mb, "entries": []}
     started = time.perf_counter()
     try:
+        baseline = campaign.baseline()
+        refused = {what: o for what, o in baseline.items() if (o["outcome"] == "answer") == what.endswith(".wav")}
+        report["baseline"] = {"seeds_run": len(baseline), "unexpected": refused}
+        print(f"the seeds themselves: {len(baseline) - len(refused)} of {len(baseline)} as expected"
+              + "".join(f"\n  {what}: {o['outcome']} {str(o.get('detail'))[:300]}" for what, o in refused.items()),
+              flush=True)
         for index, entry in enumerate(args.entries):
             tally = campaign.run(entry, counts[entry], args.seed + index)
             row = dict(tally.to_dict(), seconds=tally.seconds)

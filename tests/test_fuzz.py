@@ -26,6 +26,14 @@ def campaign(tmp_path_factory):
     runner.stop()
 
 
+def test_the_seeds_themselves_are_answered(campaign):
+    """Every valid seed is answered by every entry point it feeds (a WAV, without frames, is refused): an entry point
+    that refused everything would pass the mutant tests below without being fuzzed."""
+    outcomes = campaign.baseline()
+    unexpected = {what: o for what, o in outcomes.items() if (o["outcome"] == "answer") == what.endswith(".wav")}
+    assert len(outcomes) >= 30 and not unexpected, unexpected
+
+
 @pytest.mark.parametrize("path", REGRESSIONS, ids=[p.name for p in REGRESSIONS])
 def test_files_that_once_broke_an_entry_point(campaign, path):
     for entry in ("predict --bundle", "stream --fast"):

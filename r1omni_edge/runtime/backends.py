@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import BACKENDS, EMBEDDINGS_FILE, FUSED_DECODER, TOKENIZER_DIR, Manifest
+from ..bundle import BACKENDS, EMBEDDINGS_FILE, FUSED_DECODER, MANIFEST, TOKENIZER_DIR, BundleError, Manifest
 from ..errors import InputError
 from ..pipeline.engine import EngineInfo, capacity_error
 from .kv_buffer import KVBuffer
@@ -117,6 +117,18 @@ def session_options(threads: int | None):
     return options
 
 
+def check_part_names(source: Path, part: str, manifest: Manifest, inputs: list[str], outputs: list[str]) -> None:
+    """The tensors a part really has must be the ones its manifest names (every name a backend binds comes from the
+    manifest): a manifest rewritten by hand, with its checksum made to match, is refused here, not at the first run."""
+    spec = manifest.parts[part]
+    for kind, named, actual in (("inputs", spec.input_names, inputs), ("outputs", spec.output_names, outputs)):
+        if sorted(named) != sorted(actual):
+            missing = sorted(set(named) - set(actual)) or sorted(set(actual) - set(named))
+            raise BundleError(f"{source}: parts.{part}.{kind} name {', '.join(map(repr, missing[:3]))[:200]}, but "
+                              f"{spec.file} has {', '.join(actual[:4])}{' ...' if len(actual) > 4 else ''}; the "
+                              "manifest does not match its part, export the bundle again")
+
+
 class OnnxRuntimeBackend(BundleEngine):
     """onnxruntime with the CPU, CUDA or TensorRT execution provider.
 
@@ -142,6 +154,8 @@ class OnnxRuntimeBackend(BundleEngine):
                 self.sessions[part] = ort.InferenceSession(str(path), options, providers=providers)
             except Exception as exc:  # onnxruntime raises its own exception types for unusable graphs
                 raise InputError(f"{path}: onnxruntime cannot load this part ({exc})") from exc
+            check_part_names(directory / MANIFEST, part, manifest, [i.name for i in self.sessions[part].get_inputs()],
+                             [o.name for o in self.sessions[part].get_outputs()])
         self.fused = manifest.parts["decoder"].attention == FUSED_DECODER
         self.io_binding = (self.fused or provider != "cpu") if io_binding is None else io_binding
         self.device = "cuda" if provider != "cpu" else "cpu"

@@ -389,7 +389,7 @@ class FileSource(Source):
         except MediaError:
             container.close()
             raise
-        streams = container.streams.video[:1] + ([audio] if audio is not None else [])
+        streams = [container.streams.video[0]] + ([audio] if audio is not None else [])
         self.has_audio = bool(container.streams.audio)
         self._resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)
         self._packets = container.demux(*streams)
