@@ -50,10 +50,10 @@ def make_tiny_bundle(root: Path) -> Path:
 
 
 def sequential(bundle: str, archive: str, mode: str) -> dict:
-    from r1omni_edge.runtime import Recognizer
+    from r1omni_edge.engines import BundleRecognizer
 
     start = time.perf_counter()
-    recognizer = Recognizer.from_bundle(bundle, backend="cpu", check_hashes=False)
+    recognizer = BundleRecognizer.from_bundle(bundle, backend="cpu", check_hashes=False)
     clips = sorted(Path(archive).glob("*.mp4"))
     marks = []
     for clip in clips:

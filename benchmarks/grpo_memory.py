@@ -44,7 +44,7 @@ def child(args) -> dict:
     from r1omni_edge.prompt import user_content
     from r1omni_edge.synthetic.clips import write_clip
     from r1omni_edge.train.config import GRPOConfig
-    from r1omni_edge.train.data import Sample
+    from r1omni_edge.datasets import Sample
     from r1omni_edge.train.distributed import Dist
     from r1omni_edge.train.features import FeatureCache
     from r1omni_edge.train.grpo import grpo_step

@@ -1,7 +1,7 @@
 """The int8 weight formats (bundle.INT8_WEIGHTS) side by side on this CPU: each part's cosine to PyTorch, identical
 greedy tokens and label agreement, for the tiny random model and the trained toy, on clips none of them saw. The
-speed of the same formats at real size comes from latency.py on three real-size bundles (README, "int8 on every x86
-CPU"):
+speed of the same formats at real size comes from latency.py on three real-size bundles (docs/robustness.md, "int8 on every
+x86 CPU"):
 
     .venv/bin/python benchmarks/int8_formats.py [--models tiny toy] [--formats s8 s7 u8]
     .venv/bin/python benchmarks/real_size_export.py --precision int8 --int8-weights s8 --out out/real-int8-s8  # etc.
@@ -80,7 +80,7 @@ def face_and_speech_clip(path: Path) -> Path | None:
 
 def models(names: list[str], tmp: Path) -> dict:
     """name -> (reference recognizer, export options, clips)."""
-    from r1omni_edge.demo import TOY_DIR
+    from r1omni_edge.synthetic import TOY_DIR
     from r1omni_edge.model import TorchRecognizer
     from r1omni_edge.synthetic.checkpoint import write_tiny_checkpoint
     from r1omni_edge.synthetic.task import write_scene_clip, write_task

@@ -114,10 +114,10 @@ def run_genai(tokens: int, repeats: int, threads: int | None, workdir: Path) -> 
 
 
 def run_bundle(bundle: str, tokens: int, repeats: int, threads: int | None) -> dict:
-    from r1omni_edge.runtime import Recognizer
+    from r1omni_edge.engines import BundleRecognizer
 
     with tempfile.TemporaryDirectory() as tmp:
-        recognizer = Recognizer.from_bundle(bundle, backend="cpu", threads=threads, check_hashes=False)
+        recognizer = BundleRecognizer.from_bundle(bundle, backend="cpu", threads=threads, check_hashes=False)
         clip = clip_path(Path(tmp))
         full = []
         for _ in range(repeats + 1):

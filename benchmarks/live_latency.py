@@ -36,8 +36,8 @@ PROFILES = {
 
 
 def run_profile(recognizer, clip: Path, mode: str, window: str, gate: str, args) -> list[dict]:
-    from r1omni_edge.runtime.app import run_stream
-    from r1omni_edge.runtime.live import LiveConfig
+    from r1omni_edge.live.run import run_stream
+    from r1omni_edge.live.session import LiveConfig
 
     recognizer.audio_window, recognizer.audio_gate = window, gate
     events: list[dict] = []
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="results JSON (default: benchmarks/results/live_latency_NAME.json)")
     args = parser.parse_args()
 
-    from r1omni_edge.runtime import Recognizer
+    from r1omni_edge.engines import BundleRecognizer
     from r1omni_edge.synthetic.task import write_scene_clip
 
     info = machine_info()
@@ -92,12 +92,12 @@ def main() -> None:
         tmp = Path(tmp)
         bundle = args.bundle
         if bundle is None:
-            from r1omni_edge.demo import prepare
+            from r1omni_edge.cli.demo import prepare
 
             bundle, _, _ = prepare(tmp / "demo")
         print_header(f"live pipeline latency by audio front end, bundle {bundle}", info)
         clip, _ = write_scene_clip(tmp / "scenes.mp4", seconds_each=args.seconds_each)
-        recognizer = Recognizer.from_bundle(bundle, backend="cpu", threads=args.threads)
+        recognizer = BundleRecognizer.from_bundle(bundle, backend="cpu", threads=args.threads)
         runs = {name: run_profile(recognizer, clip, *PROFILES[name], args) for name in args.profiles}
     profiles = {}
     for name, results in runs.items():

@@ -86,7 +86,7 @@ def verdict(samples: list[dict], warmup: float) -> dict:
 
 def toy_bundle(directory: Path) -> Path:
     """The shipped toy model exported (fp32) in a subprocess, so this process stays torch-free."""
-    from r1omni_edge.demo import TOY_DIR
+    from r1omni_edge.synthetic import TOY_DIR
 
     bundle = directory / "toy-fp32"
     if not (bundle / "manifest.json").is_file():
@@ -135,10 +135,10 @@ def main() -> int:
     args = parser.parse_args()
 
     from r1omni_edge.media.decode import decode_audio
-    from r1omni_edge.runtime import Recognizer
-    from r1omni_edge.runtime.app import run_live
-    from r1omni_edge.runtime.live import LiveConfig
-    from r1omni_edge.runtime.sources import PacedAudioStream
+    from r1omni_edge.engines import BundleRecognizer
+    from r1omni_edge.live.run import run_live
+    from r1omni_edge.live.session import LiveConfig
+    from r1omni_edge.live.sources import PacedAudioStream
     from r1omni_edge.synthetic.task import write_scene_clip
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -148,9 +148,9 @@ def main() -> int:
     waveform = decode_audio(clip)
     info = machine_info(with_torch=False)
     print_header(f"soak: {args.minutes:g} min of live recognition on {bundle}", info)
-    recognizer = Recognizer.from_bundle(bundle, backend="cpu", threads=args.threads)
+    recognizer = BundleRecognizer.from_bundle(bundle, backend="cpu", threads=args.threads)
     if args.fast_profile:
-        from r1omni_edge.runtime.live import FAST_PROFILE
+        from r1omni_edge.live.session import FAST_PROFILE
 
         args.mode, args.max_think_tokens = FAST_PROFILE["mode"], FAST_PROFILE["max_think_tokens"]
         recognizer.audio_window, recognizer.audio_gate = FAST_PROFILE["audio_window"], FAST_PROFILE["audio_gate"]

@@ -40,7 +40,7 @@ def main() -> None:
     import torch
 
     from r1omni_edge.synthetic.clips import write_clip
-    from r1omni_edge.train.data import Sample
+    from r1omni_edge.datasets import Sample
     from r1omni_edge.train.features import FeatureCache
     from r1omni_edge.train.policy import Policy
 

@@ -37,13 +37,13 @@ WARMUP_RESULTS = 2
 def session_child(args) -> int:
     """The live session with its web view; its results' latencies go to ``args.out``."""
     from r1omni_edge.media.decode import decode_audio
-    from r1omni_edge.runtime import Recognizer
-    from r1omni_edge.runtime.app import run_live
-    from r1omni_edge.runtime.live import LiveConfig
-    from r1omni_edge.runtime.sources import PacedAudioStream
-    from r1omni_edge.runtime.web import ServeAddress
+    from r1omni_edge.engines import BundleRecognizer
+    from r1omni_edge.live.run import run_live
+    from r1omni_edge.live.session import LiveConfig
+    from r1omni_edge.live.sources import PacedAudioStream
+    from r1omni_edge.live.web import ServeAddress
 
-    recognizer = Recognizer.from_bundle(args.bundle, backend="cpu")
+    recognizer = BundleRecognizer.from_bundle(args.bundle, backend="cpu")
     if args.fast_profile:
         recognizer.audio_window, recognizer.audio_gate = "fit", "energy"
     config = LiveConfig(window=4.0, stride=2.0, mode="label" if args.fast_profile else "full", max_new_tokens=96,

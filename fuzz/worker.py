@@ -69,7 +69,7 @@ def run_loader(kind: str, path: str, data_root: str | None = None) -> dict:
             GRPOConfig.from_file(path)
         elif kind == "dataset":
             from r1omni_edge.labels import label_set
-            from r1omni_edge.train.data import load_dataset
+            from r1omni_edge.datasets import load_dataset
 
             load_dataset(path, data_root, labels=label_set("mafw"))
         elif kind == "archive-list":
@@ -94,8 +94,8 @@ def run_http(path: str) -> dict:
     if _web is None:
         import numpy as np
 
-        from r1omni_edge.runtime.sources import AudioRing, FrameRing
-        from r1omni_edge.runtime.web import ServeAddress, WebHub, WebServer
+        from r1omni_edge.live.rings import AudioRing, FrameRing
+        from r1omni_edge.live.web import ServeAddress, WebHub, WebServer
 
         frames = FrameRing()
         frames.push(1.0, np.full((48, 64, 3), 90, np.uint8))

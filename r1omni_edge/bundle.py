@@ -1,4 +1,4 @@
-"""The exported bundle's manifest: the one contract between ``export/`` (which writes it) and ``runtime/`` (which
+"""The exported bundle's manifest: the one contract between ``export/`` (which writes it) and ``engines/`` (which
 reads it). Every file the runtime opens is listed here with its sha256, and the manifest carries a checksum of its
 own content; nothing else in the project spells out the bundle's layout. Torch-free.
 
@@ -30,9 +30,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
-from .files import read_json
+from .errors import InputError, first_of
+from .files import read_json, sha256_file
 from .media.audio import CHUNK_SECONDS
+from .media.frames import RESIZE_MODES
 from .typed import build
 
 FORMAT = "r1omni-edge-bundle"
@@ -43,10 +44,6 @@ READABLE_VERSIONS = (2, 3, 4)
 MANIFEST = "manifest.json"
 MANIFEST_MAX_BYTES = 16 * 1024 * 1024  # a real-size manifest is about 10 kB
 CHECKSUM_FIELD = "manifest_sha256"  # sha256 of the manifest's canonical JSON without this field
-
-# The ways a bundle can run (runtime/backends.py makes them): auto picks the fastest present; engine means the
-# native TensorRT engines that build-engines wrote.
-BACKENDS = ("auto", "cpu", "cuda", "tensorrt", "engine")
 
 # ---- files -------------------------------------------------------------------------------------------------------
 PARTS = ("vision", "audio", "decoder")  # every bundle has these
@@ -150,7 +147,6 @@ PRECISION_TABLE: dict[str, PrecisionPlan] = {
                           0.95),
 }
 PRECISIONS = tuple(PRECISION_TABLE)
-RESIZE_MODES = ("stretch", "pad")
 PROMPTS = ("video_audio", "video_only")
 PLACEHOLDERS = ("video", "audio", "image")
 
@@ -319,7 +315,7 @@ class Manifest:
         if not problems:
             problems = manifest.consistency_problems()
         if problems:
-            shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
+            shown = first_of(problems, 8, "; ")
             raise BundleError(f"{source}: the manifest is malformed ({shown}); export the bundle again")
         return manifest
 
@@ -416,14 +412,6 @@ class Manifest:
         """The weight format of each int8 part (bundles before format 4: full range)."""
         return {name: part.int8_weights or INT8_WEIGHTS_BEFORE_4 for name, part in self.parts.items()
                 if part.precision == "int8"}
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def describe_files(directory: Path, names: list[str]) -> dict[str, FileSpec]:

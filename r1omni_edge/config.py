@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .files import read_json
+from .files import read_json_object
 
 MODEL_TYPE = "HumanOmni_qwen2"
 ARCHITECTURE = "HumanOmniQwen2ForCausalLM"
@@ -141,9 +141,7 @@ class OmniConfig:
                 f"{path}: no config.json here; pass a checkpoint directory that holds config.json "
                 "and the model's *.safetensors files"
             )
-        data = read_json(path, ConfigError, "; the file is damaged or not a config.json")
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a JSON object, found {type(data).__name__}")
+        data = read_json_object(path, ConfigError, "; the file is damaged or not a config.json")
         return cls.from_dict(data, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:

@@ -31,3 +31,10 @@ class ConfigError(CheckpointError):
 class OutputError(InputError):
     """An output (a bundle, a checkpoint, a JSONL file) cannot be written where the user asked, or writing it there
     would replace something the command did not write."""
+
+
+def first_of(problems: list[str], limit: int, separator: str) -> str:
+    """Up to ``limit`` problems joined by ``separator``, then how many more there are: a message stays readable when
+    a file has thousands of faults."""
+    more = f"{separator}and {len(problems) - limit} more" if len(problems) > limit else ""
+    return separator.join(problems[:limit]) + more

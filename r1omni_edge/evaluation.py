@@ -37,15 +37,23 @@ class Evaluation:
         return "\n".join(lines)
 
 
+def score_labels(truths: Sequence[str], predictions: Sequence[str | None], labels: Sequence[str],
+                 rows: Sequence[str] | None = None) -> dict:
+    """The one scorer: WAR, UAR and the confusion matrix of predicted labels (None: no label, counted as wrong)
+    against the true ones. ``rows``: the confusion matrix's rows (default: the labels that occur as truths)."""
+    names, matrix = confusion_matrix(truths, predictions, [l for l in labels if l in truths] if rows is None else rows)
+    return {"war": war(truths, predictions), "uar": uar(truths, predictions), "labels": names, "confusion": matrix}
+
+
 def score(truths: Sequence[str], texts: Sequence[str], labels: Sequence[str], exact: bool = True) -> Evaluation:
     """Generated texts against the true labels: the ``<answer>`` mapped onto the label set (exactly, as published,
     or with synonyms), a prediction outside the set counting as wrong."""
     parsed = [parse_answer(text) for text in texts]
     predictions = [normalize_label(p.answer, labels, exact=exact) for p in parsed]
-    present = [label for label in labels if label in truths]
-    return Evaluation(war(truths, predictions), uar(truths, predictions), sum(p.well_formed for p in parsed) / len(parsed),
+    scores = score_labels(truths, predictions, labels)
+    return Evaluation(scores["war"], scores["uar"], sum(p.well_formed for p in parsed) / len(parsed),
                       sum(p is not None for p in predictions) / len(predictions),
-                      confusion_matrix(truths, predictions, present), predictions)
+                      (scores["labels"], scores["confusion"]), predictions)
 
 
 def evaluate_rows(clips, rows: Sequence[dict], labels: Sequence[str], exact: bool = True) -> Evaluation:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -185,3 +186,20 @@ def read_json(path: str | Path, error: type[InputError] = InputError, advice: st
     except UnicodeDecodeError as exc:
         raise error(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}){advice}") from None
     return parse_json(text, str(path), error, advice)
+
+
+def read_json_object(path: str | Path, error: type[InputError] = InputError, advice: str = "") -> dict[str, Any]:
+    """``read_json`` for files that must hold one JSON object (configs, tokenizer settings)."""
+    data = read_json(path, error, advice)
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    """The file's sha256, read in 4 MB blocks (a bundle's part is gigabytes). OSError when it cannot be read."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

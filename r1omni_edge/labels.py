@@ -8,7 +8,7 @@ from typing import Iterable, Sequence
 DFEW = ("happy", "surprise", "neutral", "angry", "disgust", "sad", "fear")
 MAFW = DFEW + ("contemptuous", "disappointed", "helpless", "anxious")
 RAVDESS = ("neutral", "calm", "happy", "sad", "angry", "fear", "disgust", "surprise")
-LABEL_SETS: dict[str, tuple[str, ...]] = {"dfew": DFEW, "mafw": MAFW, "ravdess": RAVDESS}
+LABEL_SETS: dict[str, tuple[str, ...]] = {"mafw": MAFW, "dfew": DFEW, "ravdess": RAVDESS}
 DEFAULT_LABEL_SET = "mafw"  # the 11 words the published model was trained to answer with
 
 # Other words for the canonical labels (dataset spellings, nouns, adjectives). Lower-case keys.
@@ -49,21 +49,22 @@ def normalize_label(answer: str | None, labels: Sequence[str], exact: bool = Fal
     return word if word in labels else None
 
 
-def war(truth: Sequence[str], predicted: Sequence[str | None]) -> float:
-    """Weighted average recall = overall accuracy. Predictions outside the label set (None) count as wrong."""
+def _check_pairs(truth: Sequence[str], predicted: Sequence[str | None]) -> None:
     if len(truth) != len(predicted):
         raise ValueError(f"{len(truth)} ground-truth labels but {len(predicted)} predictions")
     if not truth:
         raise ValueError("no samples to score")
+
+
+def war(truth: Sequence[str], predicted: Sequence[str | None]) -> float:
+    """Weighted average recall = overall accuracy. Predictions outside the label set (None) count as wrong."""
+    _check_pairs(truth, predicted)
     return sum(t == p for t, p in zip(truth, predicted)) / len(truth)
 
 
 def uar(truth: Sequence[str], predicted: Sequence[str | None]) -> float:
     """Unweighted average recall: the mean per-class recall over the classes present in the ground truth."""
-    if len(truth) != len(predicted):
-        raise ValueError(f"{len(truth)} ground-truth labels but {len(predicted)} predictions")
-    if not truth:
-        raise ValueError("no samples to score")
+    _check_pairs(truth, predicted)
     totals = Counter(truth)
     hits = Counter(t for t, p in zip(truth, predicted) if t == p)
     return sum(hits[c] / n for c, n in totals.items()) / len(totals)

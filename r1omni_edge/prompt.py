@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError
-from .files import read_json
+from .files import read_json_object
 
 INSTRUCTION = (
     "As an emotional recognition expert; throughout the video, which emotion conveyed by the characters is the "
@@ -40,7 +40,26 @@ _PLACEHOLDER_SPLIT = re.compile("(" + "|".join(re.escape(p) for p in PLACEHOLDER
 # label mode: the prompt ends with an empty reasoning block and an open answer, so the label comes straight after
 # prefill (an edge option: no reasoning, lowest latency)
 LABEL_ONLY_SUFFIX = "<think>\n</think>\n<answer>"
+MODES = ("full", "label")  # full: the reasoning, then the answer; label: the answer after LABEL_ONLY_SUFFIX
 FORMAT_PATTERN = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
+
+
+def placeholder_media(video: Any, audio: Any) -> dict[int, Any]:
+    """What each placeholder stands for: ``video`` for <video> and <image>, ``audio`` for <audio> (their vectors, or
+    how many positions they take)."""
+    return {VIDEO_TOKEN_INDEX: video, IMAGE_TOKEN_INDEX: video, AUDIO_TOKEN_INDEX: audio}
+
+
+def prompt_positions(ids: list[int], visual: int, audio: int) -> int:
+    """Positions the prompt takes once each placeholder is its media vectors (``visual`` or ``audio`` of them)."""
+    media = placeholder_media(visual, audio)
+    return sum(media[t] if t < 0 else 1 for t in ids)
+
+
+def constant_prefix(ids: list[int]) -> list[int]:
+    """The ids before the first placeholder: the same for every clip, so their KV cache is computed once."""
+    first = next((i for i, t in enumerate(ids) if t < 0), len(ids))
+    return ids[:first]
 
 
 def split_at_placeholders(ids: list[int]) -> list[list[int] | int]:
@@ -122,10 +141,7 @@ class PromptTokenizer:
     def _read_json(path: Path) -> dict[str, Any]:
         if not path.is_file():
             return {}
-        data = read_json(path, CheckpointError)
-        if not isinstance(data, dict):
-            raise CheckpointError(f"{path}: expected a JSON object, found {type(data).__name__}")
-        return data
+        return read_json_object(path, CheckpointError)
 
     def _find_chat_template(self) -> str:
         template = self.config.get("chat_template")

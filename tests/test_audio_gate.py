@@ -10,7 +10,7 @@ import pytest
 
 from r1omni_edge.cli import main
 from r1omni_edge.errors import InputError
-from r1omni_edge.media.gate import EnergyGate, VadGate, make_gate, rms_dbfs
+from r1omni_edge.media.audio_gate import EnergyAudioGate, VadAudioGate, make_audio_gate, rms_dbfs
 
 RATE = 16000
 
@@ -21,7 +21,7 @@ def tone(seconds: float, hz: float = 440.0, level: float = 0.3) -> np.ndarray:
 
 
 def test_energy_gate_fires_on_silence_not_on_a_tone():
-    gate = EnergyGate()
+    gate = EnergyAudioGate()
     assert gate.is_silent(np.zeros(4 * RATE, np.float32)) and rms_dbfs(np.zeros(8, np.float32)) == float("-inf")
     assert not gate.is_silent(tone(4.0))
     assert gate.is_silent(tone(4.0, level=1e-4))  # -83 dBFS: a dead microphone's hiss
@@ -36,25 +36,25 @@ def test_vad_gate_tells_speech_from_silence(tmp_path):
     wav = tmp_path / "speech.wav"
     subprocess.run(["espeak-ng", "-w", str(wav), "I am so happy to see you today, this is wonderful news"], check=True)
     speech = decode_audio(wav)
-    gate = VadGate()
+    gate = VadAudioGate()
     assert max(gate.speech_probabilities(speech)) > 0.9 and not gate.is_silent(speech)
     assert gate.is_silent(np.zeros(4 * RATE, np.float32))
-    assert gate.is_silent(tone(4.0))  # a steady tone is sound, not speech: the VAD gate drops it (README)
+    assert gate.is_silent(tone(4.0))  # a steady tone is sound, not speech: the VAD gate drops it (docs/audio-front-end.md)
 
 
 def test_gate_names():
-    assert make_gate("off") is None and make_gate("energy").name == "energy"
+    assert make_audio_gate("off") is None and make_audio_gate("energy").name == "energy"
     with pytest.raises(InputError, match="use one of off, energy, vad"):
-        make_gate("loud")
+        make_audio_gate("loud")
 
 
 @pytest.mark.parametrize("window", ["full", "fit"])
 def test_a_gated_silent_window_equals_the_ungated_one(bundles, recognizer, window):
-    from r1omni_edge.runtime import Recognizer
+    from r1omni_edge.engines import BundleRecognizer
 
     frames = (np.random.default_rng(0).uniform(0, 255, (8, 64, 64, 3))).astype(np.uint8)
     silent = np.zeros(3 * RATE, np.float32)
-    runtime = Recognizer.from_bundle(bundles["fp32"][1], backend="cpu")
+    runtime = BundleRecognizer.from_bundle(bundles["fp32"][1], backend="cpu")
     runtime.audio_window = window
     ungated = runtime.recognize(frames, silent, max_new_tokens=16, constrain=False)
     runtime.audio_gate = "energy"

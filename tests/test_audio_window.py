@@ -57,9 +57,9 @@ def test_full_is_the_published_window_and_seconds_are_exact():
 
 
 def test_runtime_and_pytorch_agree_on_a_fitted_window(bundles, recognizer, clips):
-    from r1omni_edge.runtime import Recognizer
+    from r1omni_edge.engines import BundleRecognizer
 
-    runtime = Recognizer.from_bundle(bundles["fp32"][1], backend="cpu")
+    runtime = BundleRecognizer.from_bundle(bundles["fp32"][1], backend="cpu")
     runtime.audio_window = recognizer.audio_window = "fit"
     try:
         expected = recognizer.recognize_file(clips["av"], max_new_tokens=16)
@@ -77,11 +77,11 @@ def test_runtime_and_pytorch_agree_on_a_fitted_window(bundles, recognizer, clips
 
 def test_a_bundle_with_a_fixed_window_refuses_other_windows(recognizer, tmp_path):
     from r1omni_edge.export.exporter import ExportOptions, export_bundle
-    from r1omni_edge.runtime import Recognizer
+    from r1omni_edge.engines import BundleRecognizer
 
     manifest = export_bundle(recognizer, tmp_path / "a4", ExportOptions(audio_seconds=4))
     assert manifest.preprocess.audio_range == (4, 4) and manifest.parts["audio"].inputs[0].shape == [1, 128, 400]
-    runtime = Recognizer.from_bundle(tmp_path / "a4", backend="cpu")
+    runtime = BundleRecognizer.from_bundle(tmp_path / "a4", backend="cpu")
     runtime.audio_window = 4  # its own window is fine, and so is "full" (which means it)
     for policy in ("fit", 8):
         with pytest.raises(InputError, match="takes only 4 s windows"):

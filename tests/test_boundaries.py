@@ -21,8 +21,8 @@ def test_shared_modules_do_not_import_torch():
 def test_runtime_runs_a_bundle_without_torch(bundles, clips):
     code = (
         "import sys\n"
-        "from r1omni_edge.runtime import Recognizer\n"
-        f"result = Recognizer.from_bundle({str(bundles['fp32'][1])!r}, backend='cpu')"
+        "from r1omni_edge.engines import BundleRecognizer\n"
+        f"result = BundleRecognizer.from_bundle({str(bundles['fp32'][1])!r}, backend='cpu')"
         f".recognize_file({str(clips['av'])!r}, max_new_tokens=4)\n"
         "assert result.label in result.probabilities and abs(sum(result.probabilities.values()) - 1) < 1e-6\n"
         "heavy = ('torch.', 'transformers', 'timm', 'r1omni_edge.model', 'r1omni_edge.export', 'r1omni_edge.train')\n"

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from r1omni_edge.cli import main
-from r1omni_edge.runtime.doctor import MISSING, OK, run_checks
+from r1omni_edge.cli.doctor import MISSING, OK, run_checks
 
 
 def by_name(checks):
@@ -45,7 +45,7 @@ def test_doctor_names_a_missing_module_and_its_install_command(monkeypatch, caps
 
 
 def test_a_jsonl_rotates_by_size_and_keeps_every_line(tmp_path):
-    from r1omni_edge.runtime.live import JsonlSink
+    from r1omni_edge.live.sinks import JsonlSink
 
     sink = JsonlSink(tmp_path / "events.jsonl", max_bytes=400, backups=50)
     for index in range(40):
@@ -157,7 +157,7 @@ def test_doctor_warns_where_a_bundles_int8_weights_saturate(bundles, tmp_path, m
     import logging
 
     from r1omni_edge import cpu
-    from r1omni_edge.runtime.recognizer import Recognizer
+    from r1omni_edge.engines import BundleRecognizer
 
     support = cpu.Int8Support("SSE4.1", True) if saturates else cpu.Int8Support("AVX512-VNNI", False)
     monkeypatch.setattr(cpu, "int8_support", lambda: support)
@@ -176,10 +176,10 @@ def test_doctor_warns_where_a_bundles_int8_weights_saturate(bundles, tmp_path, m
     records = []
     handler = logging.Handler()
     handler.emit = records.append
-    logging.getLogger("r1omni_edge.runtime.recognizer").addHandler(handler)
+    logging.getLogger("r1omni_edge.engines.recognizer").addHandler(handler)
     try:
-        Recognizer.from_bundle(old, backend="cpu")
+        BundleRecognizer.from_bundle(old, backend="cpu")
     finally:
-        logging.getLogger("r1omni_edge.runtime.recognizer").removeHandler(handler)
+        logging.getLogger("r1omni_edge.engines.recognizer").removeHandler(handler)
     assert [r.getMessage() for r in records if "saturate" in r.getMessage()] == (
         [records[0].getMessage()] if saturates else [])

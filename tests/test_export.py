@@ -25,9 +25,9 @@ def test_fp32_bundle_matches_pytorch(bundles, recognizer):
 
 
 def test_runtime_token_ids_equal_pytorch_predict(bundles, recognizer, clips):
-    from r1omni_edge.runtime import Recognizer
+    from r1omni_edge.engines import BundleRecognizer
 
-    runtime = Recognizer.from_bundle(bundles["fp32"][1], backend="cpu")
+    runtime = BundleRecognizer.from_bundle(bundles["fp32"][1], backend="cpu")
     for name in ("av", "video_only"):
         expected = recognizer.recognize_file(clips[name], max_new_tokens=20)
         got = runtime.recognize_file(clips[name], max_new_tokens=20, constrain=False)
@@ -39,9 +39,9 @@ def test_runtime_token_ids_equal_pytorch_predict(bundles, recognizer, clips):
 
 def test_label_mode_is_the_same_in_pytorch_and_the_runtime(bundles, recognizer, clips):
     """Label mode (no reasoning) exists on both sides: the same label, the same probabilities, the same answer."""
-    from r1omni_edge.runtime import Recognizer
+    from r1omni_edge.engines import BundleRecognizer
 
-    runtime = Recognizer.from_bundle(bundles["fp32"][1], backend="cpu")
+    runtime = BundleRecognizer.from_bundle(bundles["fp32"][1], backend="cpu")
     for name in ("av", "video_only"):
         expected = recognizer.recognize_file(clips[name], mode="label")
         got = runtime.recognize_file(clips[name], mode="label")
@@ -139,7 +139,7 @@ def test_manifest_is_the_contract(bundles, recognizer):
 
 @pytest.mark.parametrize("damage", ["changed", "missing", "truncated"])
 def test_altered_bundle_is_refused_naming_the_file(damage, bundles, recognizer, tmp_path, tiny, capsys):
-    from r1omni_edge.runtime import Recognizer
+    from r1omni_edge.engines import BundleRecognizer
 
     path = tmp_path / "bundle"
     shutil.copytree(bundles["fp32"][1], path)
@@ -153,7 +153,7 @@ def test_altered_bundle_is_refused_naming_the_file(damage, bundles, recognizer, 
     else:
         target.write_bytes(target.read_bytes()[:100])
     with pytest.raises(BundleError, match=str(target.name)):
-        Recognizer.from_bundle(path, backend="cpu")
+        BundleRecognizer.from_bundle(path, backend="cpu")
     with pytest.raises(BundleError, match=str(target.name)):
         verify_bundle(recognizer, path, synthetic=0)
     code = main(["verify", str(path), "--model", str(tiny.checkpoint), "--models-dir", str(tiny.root)])
@@ -179,12 +179,12 @@ def test_shorter_audio_window_is_measured(recognizer, tmp_path):
 
 def test_large_parts_use_one_external_data_file(recognizer, tmp_path, monkeypatch):
     from r1omni_edge.export import onnx_io
-    from r1omni_edge.runtime import Recognizer
+    from r1omni_edge.engines import BundleRecognizer
 
     monkeypatch.setattr(onnx_io, "EXTERNAL_DATA_THRESHOLD", 0)
     manifest = export_bundle(recognizer, tmp_path / "ext", ExportOptions())
     assert {"vision.onnx.data", "audio.onnx.data", "decoder.onnx.data"} <= manifest.files.keys()
-    assert Recognizer.from_bundle(tmp_path / "ext", backend="cpu").manifest.precision == "fp32"
+    assert BundleRecognizer.from_bundle(tmp_path / "ext", backend="cpu").manifest.precision == "fp32"
 
 
 def test_export_cli_and_bad_options(tiny, tmp_path, capsys):
@@ -232,13 +232,13 @@ def test_tensorrt_profiles_cover_prefill_and_decode(bundles):
 def test_io_binding_backend_gives_the_same_tokens(bundles, clips):
     """The GPU path keeps the KV cache on the device through IOBinding; the same code runs here on the CPU device."""
     from r1omni_edge.bundle import load_bundle
-    from r1omni_edge.runtime import Recognizer
-    from r1omni_edge.runtime.backends import OnnxRuntimeBackend
+    from r1omni_edge.engines import BundleRecognizer
+    from r1omni_edge.engines.onnxruntime import OnnxRuntimeBackend
 
     path = bundles["fp32"][1]
     manifest = load_bundle(path)
-    plain = Recognizer(path, manifest, OnnxRuntimeBackend(path, manifest, "cpu"))
-    bound = Recognizer(path, manifest, OnnxRuntimeBackend(path, manifest, "cpu", io_binding=True))
+    plain = BundleRecognizer(path, manifest, OnnxRuntimeBackend(path, manifest, "cpu"))
+    bound = BundleRecognizer(path, manifest, OnnxRuntimeBackend(path, manifest, "cpu", io_binding=True))
     assert bound.backend.name.endswith("iobinding")
     expected = plain.recognize_file(clips["av"], max_new_tokens=12)
     got = bound.recognize_file(clips["av"], max_new_tokens=12)
@@ -250,8 +250,8 @@ def test_backend_selection(bundles):
     import copy
 
     from r1omni_edge.errors import InputError
-    from r1omni_edge.runtime.backends import make_backend
-    from r1omni_edge.tensorrt_support import engines_available
+    from r1omni_edge.engines import make_backend
+    from r1omni_edge.engines.tensorrt_support import engines_available
 
     manifest, path = bundles["fp32"]
     assert make_backend(path, manifest, "auto").name == "onnxruntime-cpu"  # no GPU provider here

@@ -95,7 +95,7 @@ def test_export_replaces_an_earlier_bundle_only_with_overwrite(models, tmp_path,
 # ---- 2. verify passes an fp32 bundle of the shipped toy model -----------------------------------------------------
 @pytest.mark.slow
 def test_verify_passes_the_fp32_bundle_of_the_trained_toy(tmp_path, capsys):
-    from r1omni_edge.demo import TOY_DIR
+    from r1omni_edge.synthetic import TOY_DIR
     from r1omni_edge.synthetic.task import write_scene_clip
 
     toy = ("--model", TOY_DIR / "R1-Omni-toy", "--models-dir", TOY_DIR)
@@ -146,8 +146,8 @@ class InstantRecognizer:
 
 @pytest.mark.slow
 def test_stream_fast_on_a_twenty_minute_clip_answers_all_599_windows(tmp_path):
-    from r1omni_edge.runtime.app import run_stream
-    from r1omni_edge.runtime.live import LiveConfig
+    from r1omni_edge.live.run import run_stream
+    from r1omni_edge.live.session import LiveConfig
     from r1omni_edge.synthetic.clips import write_clip
 
     clip = write_clip(tmp_path / "twenty_minutes.mp4", seconds=1200, fps=10, size=(16, 16), sample_rate=16000)
@@ -233,7 +233,7 @@ def test_unwritable_jsonl_is_one_line(case, bundles, clips, tmp_path, capsys, mo
     if case == "no_permission" and writable("/sys"):
         pytest.skip("/sys is writable here")
     if case == "read_only":
-        import r1omni_edge.runtime.live as live
+        import r1omni_edge.live.sinks as live
 
         def read_only(handler):  # where the JSONL sink opens its file (logging's rotating handler)
             raise OSError(errno.EROFS, "Read-only file system", handler.baseFilename)
@@ -455,11 +455,11 @@ def test_live_with_a_microphone_that_does_not_exist_fails(bundles, clips, capsys
 
 def test_live_times_are_seconds_of_the_session(bundles, clips, tmp_path, capsys):
     """A file played as a camera, looped: windows and event times count from the session's start."""
-    from r1omni_edge.runtime import Recognizer
-    from r1omni_edge.runtime.app import run_live
-    from r1omni_edge.runtime.live import LiveConfig
+    from r1omni_edge.engines import BundleRecognizer
+    from r1omni_edge.live.run import run_live
+    from r1omni_edge.live.session import LiveConfig
 
-    recognizer = Recognizer.from_bundle(bundles["fp32"][1], backend="cpu")
+    recognizer = BundleRecognizer.from_bundle(bundles["fp32"][1], backend="cpu")
     events = []
     session = run_live(recognizer, str(clips["av"]), use_microphone=False, loop=True, view=False, duration=3.5,
                        config=LiveConfig(window=1.0, stride=1.0, mode="label"), on_event=events.append)

@@ -8,13 +8,13 @@ import pytest
 from r1omni_edge.bundle import FUSED_DECODER, PRECISION_TABLE, PartPlan, load_bundle
 from r1omni_edge.errors import InputError
 from r1omni_edge.export.exporter import ExportOptions, export_bundle
-from r1omni_edge.runtime import Recognizer
-from r1omni_edge.runtime.backends import OnnxRuntimeBackend
+from r1omni_edge.engines import BundleRecognizer
+from r1omni_edge.engines.onnxruntime import OnnxRuntimeBackend
 
 
 def _runtime(path, io_binding=None):
     manifest = load_bundle(path)
-    return Recognizer(path, manifest, OnnxRuntimeBackend(path, manifest, "cpu", io_binding=io_binding))
+    return BundleRecognizer(path, manifest, OnnxRuntimeBackend(path, manifest, "cpu", io_binding=io_binding))
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 lists and HTTP requests through every public entry point, each in a worker process with a deadline and a memory
 bound. Every mutant must end in an answer or the project's one-line error: no traceback, no hang, no crash. The
 mutants come from a fixed Hypothesis seed (the same plans every run), plus committed files that once broke an entry
-point (tests/data/fuzz/). The long run is `python -m fuzz.run` (README, "Fuzzing")."""
+point (tests/data/fuzz/). The long run is `python -m fuzz.run` (docs/robustness.md)."""
 
 from pathlib import Path
 

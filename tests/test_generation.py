@@ -10,7 +10,7 @@ import pytest
 
 from r1omni_edge.label_choice import choose_label, label_sequences
 from r1omni_edge.prompt import LABEL_ONLY_SUFFIX
-from r1omni_edge.pipeline.generation import Vocabulary, generate
+from r1omni_edge.pipeline.generation import TokenizerView, generate
 
 WORDS = ["<think>", "</think>", "\n", " ", "<answer>", "</answer>", "happy", "sad", "sa", "d", "fear", "x", "y",
          "<|im_end|>", "<p>"]
@@ -55,7 +55,7 @@ def embed(ids):
 
 
 def vocab(labels=("happy", "sad", "fear")):
-    return Vocabulary(encode, decode, {END}, label_sequences(encode, labels))
+    return TokenizerView(encode, decode, {END}, label_sequences(encode, labels))
 
 
 PROMPT = [ID["<p>"]] * 3

@@ -2,7 +2,7 @@
 the tone), with the tiny model: SFT on labels independent of the clip teaches the format and to name the cues, and
 nothing of the task; GRPO then lifts held-out accuracy well above chance and keeps the format; the controls (rewards
 against random labels, blanked inputs) must not improve. Asserting direction and controls, not merely that
-parameters changed. The seeds and CPUs this was measured on are in the README (Training)."""
+parameters changed. The seeds and CPUs this was measured on are in docs/training.md."""
 
 import pytest
 

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from r1omni_edge.result import Result
-from r1omni_edge.runtime.live import JsonlSink, LiveConfig, LiveSession
-from r1omni_edge.runtime.sources import AudioRing, CameraSource, FrameRing, MicrophoneSource, Source, clock
+from r1omni_edge.live.sinks import JsonlSink
+from r1omni_edge.live.session import LiveConfig, LiveSession
+from r1omni_edge.live.rings import AudioRing, FrameRing, clock
+from r1omni_edge.live.sources import CameraSource, MicrophoneSource, Source
 
 
 class SlowRecognizer:

@@ -9,7 +9,7 @@ from r1omni_edge.media import decode_clip
 @pytest.fixture(scope="module")
 def engines(recognizer, bundles):
     from r1omni_edge.model import TorchRecognizer
-    from r1omni_edge.pipeline import open_recognizer
+    from r1omni_edge.open import open_recognizer
 
     accelerated = TorchRecognizer(recognizer.model, recognizer.tokenizer, recognizer.bert_tokenizer,
                                   accelerated=True)
@@ -42,7 +42,7 @@ def test_the_three_engines_give_identical_tokens(mode, use_audio, engines, clips
 
 def test_open_recognizer_tells_a_bundle_from_a_checkpoint(tiny, bundles, tmp_path):
     from r1omni_edge.errors import InputError
-    from r1omni_edge.pipeline import open_recognizer
+    from r1omni_edge.open import open_recognizer
 
     with pytest.raises(InputError, match="labels cannot be used with a bundle"):
         open_recognizer(bundles["fp32"][1], labels="dfew")
@@ -55,7 +55,7 @@ def test_open_recognizer_tells_a_bundle_from_a_checkpoint(tiny, bundles, tmp_pat
 
 
 def test_a_stage_between_the_processor_and_the_engine_sees_every_window(bundles, clips):
-    from r1omni_edge.pipeline import open_recognizer
+    from r1omni_edge.open import open_recognizer
 
     recognizer = open_recognizer(bundles["fp32"][1], backend="cpu")
     seen = []

@@ -33,7 +33,7 @@ def test_encode_once_and_shared_prefix_match_the_naive_path(task):
     """Log-probs and gradients of G completions: cached tower features + one prefill shared by the group, against
     towers re-run for each completion and each completion's full sequence (what R1-Omni's trainer does)."""
     from r1omni_edge.train.run import build_policy
-    from r1omni_edge.train.data import load_dataset
+    from r1omni_edge.datasets import load_dataset
     from r1omni_edge.train.features import FeatureCache
     from r1omni_edge.train.sft import SFTConfig
 
@@ -64,7 +64,7 @@ def test_gradient_checkpointing_gives_the_same_logprobs_and_gradients(task):
     """transformers drops the KV cache under gradient checkpointing; the shared-prefix path must notice, not return
     log-probs of completions that never saw their prompt."""
     from r1omni_edge.train.run import build_policy
-    from r1omni_edge.train.data import load_dataset
+    from r1omni_edge.datasets import load_dataset
     from r1omni_edge.train.features import FeatureCache
     from r1omni_edge.train.sft import SFTConfig
 
@@ -140,7 +140,7 @@ def test_same_seed_same_curve_and_resume_equals_uninterrupted(task, formatted):
 def test_checkpoints_are_the_published_layout_and_export(task, tmp_path):
     from r1omni_edge.export.exporter import ExportOptions, export_bundle
     from r1omni_edge.model import TorchRecognizer
-    from r1omni_edge.runtime import Recognizer
+    from r1omni_edge.engines import BundleRecognizer
     from r1omni_edge.train.sft import SFTConfig, train_sft
 
     result = train_sft(config(task, SFTConfig, output_dir=str(tmp_path / "sft"), max_steps=2, batch_size=4,
@@ -151,7 +151,7 @@ def test_checkpoints_are_the_published_layout_and_export(task, tmp_path):
     assert json.loads(open(f"{checkpoint}/config.json").read())["model_type"] == "HumanOmni_qwen2"
     reference = TorchRecognizer.from_checkpoint(checkpoint, models_dir=task["models"].root)
     export_bundle(reference, tmp_path / "bundle", ExportOptions(labels="dfew"))
-    runtime = Recognizer.from_bundle(tmp_path / "bundle", backend="cpu")
+    runtime = BundleRecognizer.from_bundle(tmp_path / "bundle", backend="cpu")
     clip = task["root"] / "task" / "clips" / "eval_0000.mp4"
     assert runtime.recognize_file(clip, max_new_tokens=8, constrain=False).token_ids == \
         reference.recognize_file(clip, max_new_tokens=8).token_ids
@@ -160,7 +160,7 @@ def test_checkpoints_are_the_published_layout_and_export(task, tmp_path):
 
 def test_sft_masks_everything_but_the_assistant_tokens(task):
     from r1omni_edge.train.run import build_policy
-    from r1omni_edge.train.data import load_dataset
+    from r1omni_edge.datasets import load_dataset
     from r1omni_edge.train.features import FeatureCache
     from r1omni_edge.train.sft import SFTConfig
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from r1omni_edge.errors import InputError
-from r1omni_edge.train.data import DatasetError, load_dataset
+from r1omni_edge.datasets import DatasetError, load_dataset
 from r1omni_edge.train.grpo_math import advantages, aggregate, completion_mask, k3_kl, token_loss, truncated
 from r1omni_edge.train.rewards import accuracy_exact, accuracy_synonyms, compute_rewards, format_reward
 

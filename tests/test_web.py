@@ -19,8 +19,8 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
 from r1omni_edge.errors import InputError  # noqa: E402
-from r1omni_edge.runtime.sources import AudioRing, FrameRing  # noqa: E402
-from r1omni_edge.runtime.web import ServeAddress, WebHub, WebServer, choose_token, parse_serve  # noqa: E402
+from r1omni_edge.live.rings import AudioRing, FrameRing  # noqa: E402
+from r1omni_edge.live.web import ServeAddress, WebHub, WebServer, choose_token, parse_serve  # noqa: E402
 
 TOKEN = "a-test-token-of-enough-length"
 
@@ -63,7 +63,7 @@ def test_every_route_wants_the_token(server):
 
 @pytest.mark.parametrize("path", ["/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/..%2f..%2fetc%2fpasswd",
                                   "/preview.jpg/../../../etc/passwd", "//etc/passwd", "/web_page.html",
-                                  "/r1omni_edge/runtime/web.py"])
+                                  "/r1omni_edge/live/web.py"])
 def test_paths_outside_the_three_routes_are_404(server, path):
     status, body = get(server.port, f"{path}?token={TOKEN}")
     assert status == 404 and b"root:" not in body
@@ -131,7 +131,7 @@ def test_requests_over_a_limit_are_refused_and_the_server_goes_on(server, reques
 
 
 def test_the_limits_hold_without_a_token_too():
-    from r1omni_edge.runtime.web import LIMITS
+    from r1omni_edge.live.web import LIMITS
 
     hub = WebHub(FrameRing(), AudioRing())
     web = WebServer(hub, ServeAddress("127.0.0.1", 0), None).start()
@@ -265,7 +265,7 @@ def test_the_page_shows_the_stream_and_catches_up_after_a_restart(browser, bundl
         shot = tmp_path / "web-view.png"
         browser.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000
-        if os.environ.get("R1OMNI_EDGE_SCREENSHOT"):  # how the README's picture is made
+        if os.environ.get("R1OMNI_EDGE_SCREENSHOT"):  # how docs/web-view.png is made
             shutil.copy(shot, os.environ["R1OMNI_EDGE_SCREENSHOT"])
     finally:
         stop(process)

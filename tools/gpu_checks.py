@@ -28,7 +28,7 @@ def cli(*args: str, timeout: int = 300, launcher: list[str] | None = None) -> su
 
 
 def check_predict(tmp: Path) -> dict:
-    from r1omni_edge.demo import TOY_DIR
+    from r1omni_edge.synthetic import TOY_DIR
     from r1omni_edge.synthetic.task import write_scene_clip
 
     clip = tmp / "clip.mp4"
@@ -49,7 +49,7 @@ def check_predict(tmp: Path) -> dict:
 
 
 def write_configs(tmp: Path, device: str) -> dict:
-    from r1omni_edge.demo import TOY_DIR
+    from r1omni_edge.synthetic import TOY_DIR
     from r1omni_edge.synthetic.task import write_task
 
     files = write_task(tmp / "task", train=8, held_out=4)
@@ -71,7 +71,7 @@ def write_configs(tmp: Path, device: str) -> dict:
 def check_training(tmp: Path, device: str = "cuda") -> dict:
     import torch
 
-    from r1omni_edge.demo import TOY_DIR
+    from r1omni_edge.synthetic import TOY_DIR
     from r1omni_edge.model import load_model
 
     configs = write_configs(tmp, device)

@@ -38,7 +38,7 @@ def main() -> None:
         stdout = cli("train", stage, "--config", str(out / f"{stage}.yaml"))
     checkpoint = Path(next(line.split(": ", 1)[1] for line in stdout.splitlines() if line.startswith("checkpoint: ")))
     if args.install:
-        from r1omni_edge.demo import TOY_DIR
+        from r1omni_edge.synthetic import TOY_DIR
 
         shutil.rmtree(TOY_DIR, ignore_errors=True)
         TOY_DIR.mkdir(parents=True)

@@ -69,9 +69,9 @@ def _is_json_list(path: Path) -> bool:
 
 
 def _dataset_clips(path: Path, labels: tuple[str, ...] | None, data_root: str | Path | None) -> list[ArchiveClip]:
-    """A dataset in the published format, validated whole first (``train.data``'s rules: every bad row at once)."""
+    """A dataset in the published format, validated whole first (``datasets``' rules: every bad row at once)."""
     from ..prompt import instruction_of
-    from ..train.data import load_dataset
+    from ..datasets import load_dataset
 
     return [ArchiveClip(str(Path(sample.video).resolve()), sample.label, instruction_of(sample.prompt),
                         sample.uses_audio) for sample in load_dataset(path, data_root, labels)]

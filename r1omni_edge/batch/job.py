@@ -5,7 +5,6 @@ writes each batch of rows as it arrives. Without an address Ray starts embedded 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -17,10 +16,12 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import InputError, OutputError, R1OmniError
+from ..files import sha256_file
 from ..labels import label_set
-from ..pipeline.recognizer import MODES
+from ..open import check_model
+from ..prompt import MODES
 from .archive import ArchiveClip, list_archive
-from .report import score, write_report
+from .report import score_rows, write_report
 from .store import ResultStore, plain_value
 
 
@@ -54,19 +55,14 @@ class BatchSummary:
 
 
 def file_digest(path: str) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+    return sha256_file(path), os.path.getsize(path)
 
 
 class ClipWorker:
     """A Ray actor: the recognizer, loaded once; each call takes a batch of clips and returns their rows."""
 
     def __init__(self, model: str, options: dict, threads: int):
-        from ..pipeline.open import kind_of, open_recognizer
+        from ..open import kind_of, open_recognizer
 
         self.options = BatchOptions(**options)
         if kind_of(model) == "bundle":
@@ -142,7 +138,7 @@ class ClipWorker:
         return row
 
 
-# The output schema, one row per clip (README "Batch recognition").
+# The output schema, one row per clip (docs/batch.md).
 ROW_KEYS = ("path", "sha256", "bytes", "truth", "label", "answer", "probabilities", "reasoning", "text", "token_ids",
             "audio", "audio_window", "audio_gated", "timings_ms", "notes", "error", "worker")
 
@@ -161,38 +157,6 @@ def _start_ray(address: str | None) -> None:
     context = DataContext.get_current()
     context.enable_progress_bars = False  # the job shows its own: clips, rate, errors
     logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # a failure is raised to the caller, once, in our words
-
-
-def check_model(model: str | Path, options: BatchOptions) -> tuple[str, ...]:
-    """What a worker will load, checked here first from its headers (a manifest, a config and the files they name),
-    so that a wrong path or a damaged model stops the job with one clear line. -> the model's label set."""
-    from ..pipeline.open import kind_of
-
-    if kind_of(model) == "bundle":
-        from ..bundle import check_files, read_manifest
-
-        if options.model_options:
-            raise InputError(f"{model}: {', '.join(sorted(options.model_options))} apply to checkpoints; a bundle "
-                             "fixed them at export")
-        manifest = read_manifest(model)
-        check_files(model, manifest, hashes=False)
-        return label_set(bundle_label_set(manifest, options.labels))
-    from ..config import OmniConfig
-    from ..model.checkpoint import find_tower_dirs, weight_files
-
-    given = options.model_options
-    OmniConfig.from_file(model)
-    weight_files(Path(model), given.get("allow_pickle", False))
-    find_tower_dirs(Path(model), *(given.get(name) for name in ("siglip", "whisper", "bert", "models_dir")))
-    return label_set(options.labels or "mafw")
-
-
-def bundle_label_set(manifest, asked: str | None) -> str:
-    """The label set a bundle answers with (fixed at export), or an InputError when --labels asks for another."""
-    if asked is not None and asked != manifest.label_set:
-        raise InputError(f"--labels {asked}: the bundle answers with the {manifest.label_set} label set, fixed at "
-                         f"export; export with --labels {asked}, or drop --labels")
-    return manifest.label_set
 
 
 def worker_failure(exc: BaseException) -> R1OmniError | None:
@@ -230,7 +194,7 @@ def run_batch(model: str | Path, source: str | Path | list[ArchiveClip], output:
     if options.workers < 1 or options.batch_size < 1:
         raise InputError(f"--workers and --batch-size must be at least 1, got {options.workers} and "
                          f"{options.batch_size}")
-    answers = check_model(model, options)
+    answers = check_model(model, options.labels, **options.model_options)
     labels = label_set(options.labels) if options.labels else None
     store = ResultStore(output)
     clips = source if isinstance(source, list) else list_archive(source, labels, options.data_root)
@@ -268,7 +232,7 @@ def run_batch(model: str | Path, source: str | Path | list[ArchiveClip], output:
     summary = BatchSummary(len(paths), len(paths) - len(pending), written, errors,
                            round(time.perf_counter() - start, 3), answers)
     if labels is not None and report:
-        summary.report = score(store.read(), labels)
+        summary.report = score_rows(store.read(), labels)
         if summary.report is not None:
             summary.report_files = [str(p) for p in write_report(summary.report, Path(output))]
     return summary

@@ -1,24 +1,24 @@
-"""The scores of a labelled run, from the rows: WAR, UAR and the confusion matrix (``labels.py``'s own), printed,
-and written beside the output as JSON and a PNG."""
+"""The scores of a labelled run, from the rows: WAR, UAR and the confusion matrix (``evaluation.py``'s one scorer)
+of the label each row's recognizer gave, printed, and written beside the output as JSON and a PNG. ``eval`` scores
+the rows' generated text instead, exactly as published (``--synonyms`` maps synonyms as this does)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from ..labels import confusion_matrix, uar, war
+from ..evaluation import score_labels
 
 
-def score(rows: list[dict], labels: tuple[str, ...]) -> dict | None:
+def score_rows(rows: list[dict], labels: tuple[str, ...]) -> dict | None:
     """Over the rows with a ground truth; a clip that failed counts as wrong (its prediction is None)."""
     scored = [row for row in rows if row.get("truth")]
     if not scored:
         return None
     truth = [row["truth"] for row in scored]
     predicted = [row.get("label") if not row.get("error") else None for row in scored]
-    names, matrix = confusion_matrix(truth, predicted, labels)
-    return {"clips": len(scored), "errors": sum(bool(row.get("error")) for row in scored),
-            "war": war(truth, predicted), "uar": uar(truth, predicted), "labels": names, "confusion": matrix}
+    scores = score_labels(truth, predicted, labels, rows=labels)
+    return {"clips": len(scored), "errors": sum(bool(row.get("error")) for row in scored), **scores}
 
 
 def write_report(report: dict, output: Path) -> list[Path]:

@@ -24,12 +24,12 @@ from ..bundle import (AUDIO_INPUT, AUDIO_OUTPUT, AUDIO_POSITIONS, DECODER_EMBEDS
 from ..config import MEL_FRAMES_PER_SECOND, audio_tokens, visual_tokens
 from ..errors import InputError
 from ..files import atomic_directory, check_output_dir
-from ..labels import label_set
+from ..labels import DEFAULT_LABEL_SET, label_set
 from ..media.audio import CHUNK_SECONDS, N_MELS, SAMPLE_RATE
 from ..media.frames import IMAGE_SIZE
 from ..model.recognizer import TorchRecognizer
 from ..pipeline.generation import ANSWER_ROOM
-from ..prompt import AUDIO_TOKEN_INDEX, IMAGE_TOKEN_INDEX, VIDEO_TOKEN_INDEX
+from ..prompt import AUDIO_TOKEN_INDEX, IMAGE_TOKEN_INDEX, VIDEO_TOKEN_INDEX, constant_prefix, prompt_positions
 from .onnx_io import export_module, save_model
 from .parts import (FUSED_ATTENTION_OPSET, AudioPart, DecoderPart, FusedDecoderPart, VisionPart,
                     fused_encoder_attention)
@@ -44,7 +44,7 @@ class ExportOptions:
     precision: str = "fp32"
     instruction: str | None = None
     audio_seconds: int = CHUNK_SECONDS
-    labels: str = "mafw"
+    labels: str = DEFAULT_LABEL_SET
     resize_mode: str = "stretch"
     max_new_tokens: int = 2048
     kv_capacity: int | None = None  # positions of the fused decoder's KV buffer; None: the longest prompt + tokens
@@ -65,16 +65,14 @@ def _prompt_pieces(recognizer: TorchRecognizer, instruction: str) -> dict[str, P
     pieces = {}
     for name, audio in (("video_audio", True), ("video_only", False)):
         ids = recognizer.tokenizer.encode_prompt(instruction, video=True, audio=audio)
-        first = next(i for i, t in enumerate(ids) if t < 0)
-        pieces[name] = PromptSpec(ids=ids, prefix_ids=ids[:first])
+        pieces[name] = PromptSpec(ids=ids, prefix_ids=constant_prefix(ids))
     return pieces
 
 
 def kv_capacity(pieces: dict[str, PromptSpec], visual: int, audio: int, max_new_tokens: int) -> int:
     """What the longest prompt (media placeholders as their vectors, audio at its longest window), the reasoning
     and the answer can take, rounded up to ``KV_CAPACITY_STEP``."""
-    media = {VIDEO_TOKEN_INDEX: visual, IMAGE_TOKEN_INDEX: visual, AUDIO_TOKEN_INDEX: audio}
-    longest = max(sum(media.get(t, 1) for t in piece.ids) for piece in pieces.values())
+    longest = max(prompt_positions(piece.ids, visual, audio) for piece in pieces.values())
     need = longest + max_new_tokens + ANSWER_ROOM
     return -(-need // KV_CAPACITY_STEP) * KV_CAPACITY_STEP
 

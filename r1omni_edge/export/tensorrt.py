@@ -15,7 +15,7 @@ from ..bundle import (PARTS, PRECISION_TABLE, TIMING_CACHE_FILE, EnginePartSpec,
                       engine_file, load_bundle, write_manifest)
 from ..config import MEL_FRAMES_PER_SECOND
 from ..errors import InputError
-from ..tensorrt_support import import_tensorrt
+from ..engines.tensorrt_support import import_tensorrt
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from ..media import decode_clip, to_mono
 from ..media.patterns import make_frames, make_tone
 from ..model.recognizer import TorchRecognizer
 from ..pipeline.recognizer import splice
-from ..runtime.recognizer import Recognizer
+from ..engines import BundleRecognizer
 
 
 def thresholds_for(precision: str) -> dict[str, float]:
@@ -162,7 +162,7 @@ def clip_window(path: Path, num_frames: int) -> Window:
 
 
 @torch.inference_mode()
-def _part_checks(reference: TorchRecognizer, bundle: Recognizer, window: Window, cosine: float) -> list[PartCheck]:
+def _part_checks(reference: TorchRecognizer, bundle: BundleRecognizer, window: Window, cosine: float) -> list[PartCheck]:
     """Each part of both engines on the same inputs (the bundle's processor makes them); the decoder on the
     reference's prompt embeddings, so that it is compared alone."""
     manifest = bundle.manifest
@@ -190,7 +190,7 @@ def verify_bundle(reference: TorchRecognizer, bundle_dir: str | Path, clips: lis
                   synthetic: int = 4, max_new_tokens: int = 64, backend: str = "cpu",
                   thresholds: dict[str, float] | None = None, progress=lambda message: None) -> VerifyReport:
     """Compare the bundle (loaded through the runtime, so changed files are refused) with the PyTorch model."""
-    bundle = Recognizer.from_bundle(bundle_dir, backend=backend)
+    bundle = BundleRecognizer.from_bundle(bundle_dir, backend=backend)
     manifest = bundle.manifest
     limits = dict(thresholds_for(manifest.precision), **(thresholds or {}))
     report = VerifyReport(str(bundle_dir), manifest.precision, manifest.preprocess.audio_seconds, thresholds=limits,

@@ -41,18 +41,20 @@ DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat1
           "fp16": torch.float16, "float16": torch.float16}
 
 
-def to_internal(name: str) -> str:
-    for published, internal in NAME_MAP:
-        if name.startswith(published):
-            return internal + name[len(published):]
+def _renamed(name: str, pairs) -> str:
+    """``name`` with the first matching prefix of (old, new) ``pairs`` replaced."""
+    for old, new in pairs:
+        if name.startswith(old):
+            return new + name[len(old):]
     return name
+
+
+def to_internal(name: str) -> str:
+    return _renamed(name, NAME_MAP)
 
 
 def to_published(name: str) -> str:
-    for published, internal in NAME_MAP:
-        if name.startswith(internal):
-            return published + name[len(internal):]
-    return name
+    return _renamed(name, [(internal, published) for published, internal in NAME_MAP])
 
 
 def parse_dtype(name: str | torch.dtype) -> torch.dtype:

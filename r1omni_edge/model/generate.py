@@ -10,7 +10,7 @@ import torch
 
 
 @dataclass
-class Generation:
+class GreedyRun:
     token_ids: list[int]
     prefill_ms: float
     decode_ms: float
@@ -25,7 +25,7 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.inference_mode()
-def greedy_generate(llm, inputs_embeds: torch.Tensor, stop_ids: set[int], max_new_tokens: int) -> Generation:
+def greedy_generate(llm, inputs_embeds: torch.Tensor, stop_ids: set[int], max_new_tokens: int) -> GreedyRun:
     """``llm`` is a transformers causal LM; ``inputs_embeds`` (1, L, hidden) is the whole multimodal prompt."""
     from transformers import DynamicCache
 
@@ -44,4 +44,4 @@ def greedy_generate(llm, inputs_embeds: torch.Tensor, stop_ids: set[int], max_ne
         ids.append(token)
     _sync(device)
     decode_ms = (time.perf_counter() - start) * 1e3
-    return Generation(ids, prefill_ms, decode_ms, inputs_embeds.shape[1], stopped=token in stop_ids)
+    return GreedyRun(ids, prefill_ms, decode_ms, inputs_embeds.shape[1], stopped=token in stop_ids)

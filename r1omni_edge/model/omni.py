@@ -10,7 +10,7 @@ from torch import nn
 
 from ..config import OmniConfig
 from ..errors import CheckpointError
-from ..prompt import AUDIO_TOKEN_INDEX, IMAGE_TOKEN_INDEX, VIDEO_TOKEN_INDEX, split_at_placeholders
+from ..prompt import placeholder_media, split_at_placeholders
 from .projector import AllInOneSmall, audio_pool, mlp2x_gelu
 from .towers import TowerConfigs, build_towers
 
@@ -136,7 +136,7 @@ class OmniModel(nn.Module):
 
     def assemble(self, segments: list[torch.Tensor | int], video: torch.Tensor | None = None,
                  audio: torch.Tensor | None = None) -> torch.Tensor:
-        media = {VIDEO_TOKEN_INDEX: video, IMAGE_TOKEN_INDEX: video, AUDIO_TOKEN_INDEX: audio}
+        media = placeholder_media(video, audio)
         pieces: list[torch.Tensor] = []
         for segment in segments:
             if isinstance(segment, int):

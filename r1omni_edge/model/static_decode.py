@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .decoder import apply_rotary, grouped_attention, qwen2_forward, rope_inverse_frequencies, rotary
-from .generate import Generation
+from .generate import GreedyRun
 
 
 class StaticDecoder:
@@ -143,7 +143,7 @@ def fitting_decoder(llm, decoder: StaticDecoder | None, prompt_length: int, max_
 @torch.inference_mode()
 def static_greedy_generate(llm, inputs_embeds: torch.Tensor, stop_ids: set[int], max_new_tokens: int,
                            use_graph: bool | None = None, compile: bool = False,
-                           decoder: StaticDecoder | None = None) -> Generation:
+                           decoder: StaticDecoder | None = None) -> GreedyRun:
     """Greedy decoding like ``greedy_generate``, through a static cache (and a CUDA graph on GPUs). A ``decoder``
     long enough for the prompt and the new tokens is reused, its graph captured (and step compiled) only once."""
     device = inputs_embeds.device
@@ -159,4 +159,4 @@ def static_greedy_generate(llm, inputs_embeds: torch.Tensor, stop_ids: set[int],
     ids = decoder.decode(token, max_new_tokens, stop_ids)
     sync()
     decode_ms = (time.perf_counter() - start) * 1e3
-    return Generation(ids, prefill_ms, decode_ms, inputs_embeds.shape[1], stopped=ids[-1] in stop_ids)
+    return GreedyRun(ids, prefill_ms, decode_ms, inputs_embeds.shape[1], stopped=ids[-1] in stop_ids)

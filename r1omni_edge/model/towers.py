@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError
-from ..files import read_json
+from ..files import read_json_object
 
 # What each tower's own files call its parts: (prefix in the stock file, the transformers config class's key)
 STOCK_PREFIXES = {
@@ -32,10 +32,7 @@ def read_config_json(directory: Path, what: str) -> dict[str, Any]:
         raise CheckpointError(f"{directory}: the {what} directory does not exist")
     if not path.is_file():
         raise CheckpointError(f"{directory}: no config.json; pass the stock Hugging Face {what} directory")
-    data = read_json(path, CheckpointError)
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, found {type(data).__name__}")
-    return data
+    return read_json_object(path, CheckpointError)
 
 
 def siglip_config(data: dict[str, Any]):

@@ -29,7 +29,7 @@ ANSWER_ROOM = 32
 
 
 @dataclass
-class Vocabulary:
+class TokenizerView:
     """What the loop needs of the tokenizer."""
 
     encode: Callable[[str], list[int]]
@@ -39,7 +39,7 @@ class Vocabulary:
 
 
 @dataclass
-class Generated:
+class DecodedAnswer:
     token_ids: list[int]  # everything after the prompt: generated, forced and the chosen label's tokens
     text: str
     prefill_ms: float
@@ -64,8 +64,8 @@ def _forced_text(text: str) -> str:
 
 
 def generate(decoder: Decoder, embed: Callable[[list[int]], np.ndarray], inputs_embeds: np.ndarray, cache: Any,
-             past_length: int, vocab: Vocabulary, max_new_tokens: int, max_think_tokens: int | None = None,
-             constrain: bool = True, label_only: bool = False) -> Generated:
+             past_length: int, vocab: TokenizerView, max_new_tokens: int, max_think_tokens: int | None = None,
+             constrain: bool = True, label_only: bool = False) -> DecodedAnswer:
     """``inputs_embeds`` (1, S, hidden) continue a prompt whose first ``past_length`` positions are in ``cache``."""
     prompt_length = past_length + inputs_embeds.shape[1]
     start = time.perf_counter()
@@ -79,9 +79,9 @@ def generate(decoder: Decoder, embed: Callable[[list[int]], np.ndarray], inputs_
         out_logits, out_cache = decoder(embed(ids), np.arange(at, at + len(ids), dtype=np.int64)[None], cache)
         return out_logits[0], out_cache
 
-    def finished(ids: list[int]) -> Generated:
-        return Generated(ids, vocab.decode(ids), prefill_ms, (time.perf_counter() - start) * 1e3, prompt_length,
-                         len(ids))
+    def finished(ids: list[int]) -> DecodedAnswer:
+        return DecodedAnswer(ids, vocab.decode(ids), prefill_ms, (time.perf_counter() - start) * 1e3, prompt_length,
+                             len(ids))
 
     ids: list[int] = []
     pending: list[int] = []  # chosen but not yet in the cache
@@ -111,7 +111,7 @@ def generate(decoder: Decoder, embed: Callable[[list[int]], np.ndarray], inputs_
         position += len(pending) + len(forced_ids)
     ids += forced_ids
     choice = choose_label(step, logits, cache, position, vocab.label_sequences)
-    return Generated(
+    return DecodedAnswer(
         token_ids=ids + vocab.encode(choice.label) + vocab.encode("</answer>"),
         text=vocab.decode(ids) + choice.label + "</answer>",
         prefill_ms=prefill_ms,

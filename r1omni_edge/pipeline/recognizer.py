@@ -21,30 +21,28 @@ from ..config import audio_tokens
 from ..label_choice import choose_label, label_sequences
 from ..labels import normalize_label
 from ..media import SAMPLE_RATE
-from ..media.gate import make_gate
+from ..media.audio_gate import make_audio_gate
 from ..media.processor import ModelInputs, Processor
-from ..prompt import (AUDIO_TOKEN_INDEX, IMAGE_TOKEN_INDEX, LABEL_ONLY_SUFFIX, VIDEO_TOKEN_INDEX, parse_answer,
+from ..prompt import (LABEL_ONLY_SUFFIX, MODES, constant_prefix, parse_answer, placeholder_media, prompt_positions,
                       split_at_placeholders)
 from ..result import Result
 from .engine import Engine, EngineInfo, FusedGreedy, FusedLabels, capacity_error
-from .generation import Generated, Vocabulary, generate
+from .generation import DecodedAnswer, TokenizerView, generate
 
-MODES = ("full", "label")
 Stage = Callable[[ModelInputs], ModelInputs]
 
 
 def prompt_length(ids: list[int], info: EngineInfo, audio_seconds: int | None = None) -> int:
     """Positions the prompt takes once its placeholders are media vectors (audio: of an ``audio_seconds`` window,
     by default the engine's own)."""
-    media = {VIDEO_TOKEN_INDEX: info.visual_tokens, IMAGE_TOKEN_INDEX: info.visual_tokens,
-             AUDIO_TOKEN_INDEX: audio_tokens(audio_seconds) if audio_seconds else info.audio_tokens}
-    return sum(media[t] if t < 0 else 1 for t in ids)
+    audio = audio_tokens(audio_seconds) if audio_seconds else info.audio_tokens
+    return prompt_positions(ids, info.visual_tokens, audio)
 
 
 def splice(engine: Engine, ids: list[int], video: Any, audio: Any | None) -> Any:
     """Token ids with placeholders -> the decoder's inputs_embeds: runs of text as their embeddings, each
     placeholder as its media vectors."""
-    media = {VIDEO_TOKEN_INDEX: video, IMAGE_TOKEN_INDEX: video, AUDIO_TOKEN_INDEX: audio}
+    media = placeholder_media(video, audio)
     pieces = []
     for piece in split_at_placeholders(ids):
         if isinstance(piece, list):
@@ -74,16 +72,16 @@ class Recognizer:
         self.stages: list[Stage] = []
         encode = engine.text.encode_text
         self.labels = tuple(info.labels)
-        self.vocab = Vocabulary(encode, engine.text.decode, set(info.stop_ids), label_sequences(encode, self.labels))
+        self.vocab = TokenizerView(encode, engine.text.decode, set(info.stop_ids), label_sequences(encode, self.labels))
         self.label_suffix_ids = encode(LABEL_ONLY_SUFFIX)
         # the most positions an answer takes beyond the free tokens: the forced "</think>\n<answer>" and a label
         self._answer_room = len(encode("</think>\n<answer>")) + max(map(len, self.vocab.label_sequences.values()))
         self._prefix: dict[tuple[int, ...], Any] = {}
-        self._gate = None  # an audio gate (media/gate.py), or None: every window's audio is encoded
+        self._audio_gate = None  # an audio gate (media/audio_gate.py), or None: every window's audio is encoded
         self._silence: dict[int, Any] = {}  # window seconds -> the audio part's output for silence
         start = time.perf_counter()
         for use_audio in (True, False):
-            self._prefix_cache(self._prefix_ids(engine.prompt_ids(use_audio)))
+            self._prefix_cache(constant_prefix(engine.prompt_ids(use_audio)))
         self.load_ms = {"prefix_kv": round((time.perf_counter() - start) * 1e3, 3)}
 
     @property
@@ -100,11 +98,11 @@ class Recognizer:
     def audio_gate(self) -> str:
         """``off`` (the published path), ``energy`` or ``vad``: a window the gate calls silent gets the audio part's
         output for silence of its window length (computed once) instead of running the encoder."""
-        return self._gate.name if self._gate is not None else "off"
+        return self._audio_gate.name if self._audio_gate is not None else "off"
 
     @audio_gate.setter
     def audio_gate(self, name: str) -> None:
-        self._gate = make_gate(name)
+        self._audio_gate = make_audio_gate(name)
 
     def silence_embeds(self, seconds: int) -> Any:
         """What the audio part makes of a silent ``seconds`` window: exactly what it computes for a silent track."""
@@ -121,12 +119,6 @@ class Recognizer:
         return self.vocab.label_sequences
 
     # ---- pieces -----------------------------------------------------------------------------------------------
-    @staticmethod
-    def _prefix_ids(ids: list[int]) -> list[int]:
-        """The ids before the first placeholder: the same for every clip."""
-        first = next((i for i, t in enumerate(ids) if t < 0), len(ids))
-        return ids[:first]
-
     def _prefix_cache(self, prefix: list[int]) -> Any:
         """The KV cache of the constant prompt prefix, computed once per distinct prefix."""
         key = tuple(prefix)
@@ -188,8 +180,8 @@ class Recognizer:
             lap("vision")
             audio_embeds = None
             if inputs.input_features is not None:
-                if self._gate is not None:
-                    gated = bool(self._gate.is_silent(inputs.waveform))
+                if self._audio_gate is not None:
+                    gated = bool(self._audio_gate.is_silent(inputs.waveform))
                     lap("audio_gate")
                 audio_embeds = (self.silence_embeds(inputs.audio_seconds) if gated
                                 else engine.audio(inputs.input_features))
@@ -210,28 +202,28 @@ class Recognizer:
                       audio_window=inputs.audio_seconds, audio_gated=gated)
 
     def _generate(self, ids: list[int], video: Any, audio: Any | None, mode: str, constrain: bool, lap,
-                  max_new_tokens: int, max_think_tokens: int | None, audio_seconds: int | None = None) -> Generated:
+                  max_new_tokens: int, max_think_tokens: int | None, audio_seconds: int | None = None) -> DecodedAnswer:
         engine = self.engine
         if mode == "full" and not constrain and isinstance(engine, FusedGreedy):  # the whole prompt, on the device
             embeds = splice(engine, ids, video, audio)
             lap("embed")
             token_ids, prefill_ms, decode_ms = engine.greedy(embeds, max_new_tokens, self.vocab.stop_ids)
-            return Generated(token_ids, self.vocab.decode(token_ids), prefill_ms, decode_ms,
-                             prompt_length(ids, self.info, audio_seconds), len(token_ids))
+            return DecodedAnswer(token_ids, self.vocab.decode(token_ids), prefill_ms, decode_ms,
+                                 prompt_length(ids, self.info, audio_seconds), len(token_ids))
         capacity = self.info.kv_capacity
         if capacity is not None:  # refuse before decoding, never with half an answer
             needed = prompt_length(ids, self.info, audio_seconds) + self._answer_room + (
                 0 if mode == "label" else max_new_tokens)
             if needed > capacity:
                 raise capacity_error(needed, capacity)
-        prefix = self._prefix_ids(ids)
+        prefix = constant_prefix(ids)
         sequence = splice(engine, ids[len(prefix):], video, audio)
         lap("embed")
         return generate(engine.decoder, self._embed, sequence, self._prefix_cache(prefix), len(prefix), self.vocab,
                         max_new_tokens, max_think_tokens, constrain=constrain or mode == "label",
                         label_only=mode == "label")
 
-    def _fused_label(self, inputs: ModelInputs, ids: list[int], lap) -> Generated:
+    def _fused_label(self, inputs: ModelInputs, ids: list[int], lap) -> DecodedAnswer:
         root, nodes = self.engine.label_logits(inputs.pixel_values, inputs.input_features, ids, self.label_sequences,
                                                inputs.audio_seconds)
         lap("forward")  # encoders + prefill with the label trie in one forward
@@ -243,10 +235,10 @@ class Recognizer:
         choice = choose_label(step, root, (), 0, self.label_sequences)
         lap("label")
         encode = self.vocab.encode
-        return Generated(token_ids=encode(choice.label) + encode("</answer>"), text=f"{choice.label}</answer>",
-                         prefill_ms=0.0, decode_ms=0.0,
-                         prompt_length=prompt_length(ids, self.info, inputs.audio_seconds),
-                         generated_tokens=0, label=choice.label, probabilities=choice.probabilities)
+        return DecodedAnswer(token_ids=encode(choice.label) + encode("</answer>"), text=f"{choice.label}</answer>",
+                             prefill_ms=0.0, decode_ms=0.0,
+                             prompt_length=prompt_length(ids, self.info, inputs.audio_seconds),
+                             generated_tokens=0, label=choice.label, probabilities=choice.probabilities)
 
     def recognize_file(self, path: str | Path, use_audio: bool = True, **kwargs) -> Result:
         """A clip, decoded once: its sampled frames and audio track through ``recognize``."""

@@ -96,8 +96,8 @@ def write_scene_clip(path: str | Path, classes=CLASSES, seconds_each: float = 3.
 # then teaches the task. With a reasoning that named nothing ("I see it."), SFT taught the tiny LLM to ignore the
 # media (the hidden states of the four classes became nearly equal) and GRPO had to regrow that from a policy that
 # gave one answer for most clips: held-out accuracy ended anywhere from 0.25 to 1.0 by seed and CPU. GRPO follows the
-# DAPO lessons (no KL term, clip-higher, token-level loss, dynamic sampling) with 4 updates per batch (README,
-# Training, has the seeds measured).
+# DAPO lessons (no KL term, clip-higher, token-level loss, dynamic sampling) with 4 updates per batch (docs/training.md
+# has the seeds measured).
 TOY_SFT = {"max_steps": 100, "batch_size": 8, "micro_batch": 8, "learning_rate": 1e-2, "warmup_ratio": 0.1,
            "schedule": "cosine", "labels": "dfew", "eval_max_tokens": 40, "tensorboard": False}
 TOY_GRPO = {"max_steps": 30, "group_size": 8, "prompts_per_step": 8, "max_completion": 40, "temperature": 1.0,

@@ -11,6 +11,8 @@ from typing import Any
 
 from ..errors import InputError
 from ..files import read_json
+from ..labels import DEFAULT_LABEL_SET, LABEL_SETS
+from ..media.frames import RESIZE_MODES
 from ..typed import POSITIVE, at_least, between, check_value, range_problems
 from .rewards import REWARDS, resolve_reward
 
@@ -38,7 +40,7 @@ class TrainConfig:
     data_root: str | None = None  # default: the dataset file's directory
     output_dir: str = "runs/r1omni"
     cache_dir: str | None = None  # default: OUTPUT/feature-cache
-    labels: str = "mafw"
+    labels: str = DEFAULT_LABEL_SET
     resize_mode: str = "pad"  # training padded frames to a grey square
     seed: int = 0
     learning_rate: float = 2e-5
@@ -95,7 +97,7 @@ class TrainConfig:
               "warmup_ratio": between(0, 1), "grad_accum": at_least(1), "max_grad_norm": POSITIVE,
               "save_every": at_least(0), "eval_every": at_least(0), "log_every": at_least(1)}
     CHOICES = {"schedule": ("cosine", "linear", "constant"), "dtype": ("fp32", "bf16", "fp16"),
-               "resize_mode": ("stretch", "pad"), "labels": ("mafw", "dfew", "ravdess")}
+               "resize_mode": RESIZE_MODES, "labels": tuple(LABEL_SETS)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config"):

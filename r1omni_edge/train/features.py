@@ -13,9 +13,10 @@ from pathlib import Path
 
 import torch
 
+from ..datasets import Sample
+from ..files import sha256_file
 from ..media import decode_clip, frames_to_pixels, log_mel, silence
 from ..model.omni import OmniModel
-from .data import Sample
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,7 @@ def tower_identity(model: OmniModel) -> str:
 
 
 def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()[:24]
+    return sha256_file(path)[:24]
 
 
 class FeatureCache:

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..datasets import Sample
 from ..model.omni import OmniModel
 from ..prompt import PromptTokenizer, instruction_of, wrap_media_tags
-from .data import Sample
 from .features import ClipFeatures
 
 

@@ -217,7 +217,7 @@ def prepare_run(config: TrainConfig, with_reference: bool = False) -> Run:
     """Distributed set-up, seeds, the policy (and a frozen copy as the reference), the validated datasets and their
     features (encoded once), then the DDP / FSDP wrapping."""
     from ..labels import label_set
-    from .data import load_dataset
+    from ..datasets import load_dataset
     from .features import FeatureCache
     from .policy import Policy
 

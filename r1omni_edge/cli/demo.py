@@ -6,16 +6,19 @@ windows got their scene's label. The toy model is not the real checkpoint, and t
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from .bundle import MANIFEST, sha256_file
-from .errors import OutputError
+from ..bundle import MANIFEST, PRECISIONS
+from ..errors import OutputError
+from ..files import sha256_file
+from ..synthetic import TOY_DIR
+from .options import add_audio_front_end
 
-TOY_DIR = Path(__file__).parent / "synthetic" / "toy_model"
 NOT_REAL_FIRST = ("NOTE: the demo model is a toy R1-Omni of the same architecture (tiny, trained on a synthetic task "
                   "of 4 colours and tones), not the published checkpoint: it knows nothing of faces or voices.")
 NOT_REAL = (
@@ -31,8 +34,8 @@ def _say(message: str) -> None:
 
 def prepare(directory: Path, precision: str = "fp32") -> tuple[Path, Path, list]:
     """The demo bundle and clip, built on first use and reused afterwards."""
-    from .synthetic.checkpoint import CHECKPOINT_NAME, write_tiny_checkpoint
-    from .synthetic.task import write_scene_clip
+    from ..synthetic.checkpoint import CHECKPOINT_NAME, write_tiny_checkpoint
+    from ..synthetic.task import write_scene_clip
 
     clip, timeline = scene_clip(directory, write_scene_clip)  # first: a clip of the user's stops the demo at once
     if (TOY_DIR / "R1-Omni-toy" / "config.json").is_file():
@@ -45,8 +48,8 @@ def prepare(directory: Path, precision: str = "fp32") -> tuple[Path, Path, list]
             write_tiny_checkpoint(directory)
     bundle = directory / f"bundle-{precision}"
     if not (bundle / MANIFEST).is_file():
-        from .export.exporter import ExportOptions, export_bundle
-        from .pipeline import open_recognizer
+        from ..export.exporter import ExportOptions, export_bundle
+        from ..open import open_recognizer
 
         _say(f"exporting {checkpoint.name} to {bundle} ({precision})")
         reference = open_recognizer(checkpoint, models_dir=models_dir, resize_mode="pad")
@@ -91,9 +94,9 @@ def scored(results: list[dict], timeline: list[tuple[str, float, float]]) -> tup
 
 def run_demo(directory: str | Path = "out/demo", precision: str = "fp32", realtime: bool = True,
              audio_window: str | int = "full", audio_gate: str = "off") -> int:
-    from .pipeline import open_recognizer
-    from .runtime.app import run_stream
-    from .runtime.live import LiveConfig
+    from ..open import open_recognizer
+    from ..live.run import run_stream
+    from ..live.session import LiveConfig
 
     directory = Path(directory)
     _say(NOT_REAL_FIRST)
@@ -120,3 +123,18 @@ def run_demo(directory: str | Path = "out/demo", precision: str = "fp32", realti
              f"{right} of {inside} windows inside one scene got its label")
     _say(NOT_REAL)
     return 0 if session.results else 1
+
+
+def register(sub) -> None:
+    demo = sub.add_parser("demo", help="build a small model, export it and run the live pipeline on a generated clip")
+    demo.add_argument("--dir", default="out/demo", help="where the demo model, bundle and clip go (reused)")
+    demo.add_argument("--precision", default="fp32", choices=[p for p in PRECISIONS if p != "fp16"],
+                      help="fp16 is left out: it is for GPUs, and the demo runs on the CPU")
+    demo.add_argument("--fast", action="store_true", help="process the clip as fast as possible")
+    add_audio_front_end(demo)
+    demo.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return run_demo(args.dir, precision=args.precision, realtime=not args.fast, audio_window=args.audio_window,
+                    audio_gate=args.audio_gate)

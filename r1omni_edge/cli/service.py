@@ -5,6 +5,7 @@ environment file only root reads, not in the world-readable unit."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..files import output_error
+from .options import Parser
 
 DEFAULT_ROTATE_MB = 50.0  # a rotated JSONL: 50 MB parts, 5 kept (300 MB at most) unless the arguments say otherwise
 UNIT_DIR = Path("/etc/systemd/system")
@@ -60,7 +62,7 @@ def plan_service(live_args: list[str], args, name: str = "r1omni-edge", user: st
     """The unit for ``r1omni-edge live LIVE_ARGS`` (``args``: those arguments as `live` parsed them): the bundle
     checked, relative paths made absolute, rotation added to --jsonl, a token for --serve."""
     from ..bundle import read_manifest
-    from .web import TOKEN_ENV, choose_token, parse_serve
+    from ..live.web import TOKEN_ENV, choose_token, parse_serve
 
     if not name.replace("-", "").replace("_", "").isalnum():
         raise InputError(f"--name {name!r}: letters, digits, - and _ only (it names the unit file)")
@@ -112,3 +114,42 @@ def write_service(plan: ServicePlan) -> list[Path]:
         raise output_error(path, exc, "cannot write the service (run as root, or pass --unit-dir and --env-dir "
                                       "folders you can write)") from None
     return written
+
+
+def register(sub) -> None:
+    service = sub.add_parser("service", help="run live recognition as a systemd service, at boot")
+    actions = service.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
+    install = actions.add_parser("install", help="write the unit file: service install [options] -- LIVE ARGUMENTS")
+    install.add_argument("--name", default="r1omni-edge", help="the unit's name (default r1omni-edge)")
+    install.add_argument("--user", help="run as this user (default root); it needs the video and audio groups")
+    install.add_argument("--unit-dir", default="/etc/systemd/system", metavar="DIR")
+    install.add_argument("--env-dir", default="/etc/r1omni-edge", metavar="DIR",
+                         help="where the web view's token is kept (mode 600)")
+    install.add_argument("--print", action="store_true", help="print the unit instead of writing it")
+    install.add_argument("live_args", nargs=argparse.REMAINDER, metavar="-- LIVE ARGUMENTS",
+                         help="what `r1omni-edge live` takes, e.g. -- --bundle B --camera 0 --jsonl F --serve 0.0.0.0:8080")
+    install.set_defaults(func=cmd_service)
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    from .main import build_parser
+
+    live_args = args.live_args[1:] if args.live_args[:1] == ["--"] else args.live_args
+    if not live_args:
+        raise InputError("give the arguments of `r1omni-edge live` after --, e.g. service install -- --bundle B "
+                         "--camera 0 --jsonl /var/log/r1omni-edge/events.jsonl")
+    try:
+        parsed = build_parser().parse_args(["live", *live_args])
+    except SystemExit:  # the parser printed which argument is wrong
+        raise InputError("the arguments after -- are not what `r1omni-edge live` takes (see above)") from None
+    plan = plan_service(live_args, parsed, args.name, args.user, Path(args.unit_dir), Path(args.env_dir))
+    if args.print:
+        print(plan.unit(), end="")
+        return 0
+    for path in write_service(plan):
+        print(f"wrote {path}")
+    print(f"start it now and at every boot:\n  sudo systemctl daemon-reload\n  sudo systemctl enable --now {plan.name}\n"
+          f"follow it:\n  journalctl -u {plan.name} -f")
+    if plan.env:
+        print(f"the web view's token is in {plan.env_path}")
+    return 0

@@ -15,8 +15,8 @@ import numpy as np
 
 from ..bundle import PARTS, Manifest, engine_file
 from ..errors import InputError
-from ..tensorrt_support import import_tensorrt
-from .backends import BundleEngine
+from .base import BundleEngine
+from .tensorrt_support import import_tensorrt
 
 PREFILL_PROFILE, DECODE_PROFILE = 0, 1
 

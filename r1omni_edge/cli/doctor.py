@@ -4,9 +4,11 @@ opens what a live session would open (cameras, the microphone list, a bundle wit
 
 from __future__ import annotations
 
+import argparse
 import glob
 import importlib
 import importlib.metadata
+import json
 import os
 import platform
 import shutil
@@ -88,8 +90,8 @@ def system_checks() -> list[Check]:
 def inference_checks() -> list[Check]:
     checks = []
     ort = _module("onnxruntime")
-    gpu_fix = ("on Jetson: the onnxruntime-gpu wheel for your JetPack (see README, Jetson); on x86 with NVIDIA: "
-               "pip uninstall onnxruntime && pip install onnxruntime-gpu")
+    gpu_fix = ("on Jetson: the onnxruntime-gpu wheel for your JetPack (see docs/device.md, Jetson); on x86 with "
+               "NVIDIA: pip uninstall onnxruntime && pip install onnxruntime-gpu")
     if ort is None:
         checks.append(Check("inference", "onnxruntime", MISSING, _module.errors.get("onnxruntime", "not installed"),
                             "pip install onnxruntime   (NVIDIA: onnxruntime-gpu)"))
@@ -180,9 +182,11 @@ def device_checks(max_cameras: int = 4) -> list[Check]:
 def bundle_checks(bundle: str | Path) -> list[Check]:
     """The bundle's files (hashed once), which backends load it here (each tried for real), and whether its int8
     weights saturate on this CPU."""
-    from ..bundle import BACKENDS, load_bundle
+    from ..bundle import load_bundle
+    from ..engines import BACKENDS
     from ..errors import R1OmniError
-    from .recognizer import Recognizer, saturation_warning
+    from ..engines import BundleRecognizer
+    from ..engines.recognizer import saturation_warning
 
     try:
         manifest = load_bundle(bundle)
@@ -192,7 +196,7 @@ def bundle_checks(bundle: str | Path) -> list[Check]:
                                            f"{manifest.format_version})")]
     for backend in [b for b in BACKENDS if b != "auto"]:
         try:
-            recognizer = Recognizer.from_bundle(bundle, backend, check_hashes=False)
+            recognizer = BundleRecognizer.from_bundle(bundle, backend, check_hashes=False)
         except R1OmniError as exc:
             checks.append(Check("bundle", backend, MISSING, str(exc)[:200]))
             continue
@@ -247,3 +251,19 @@ def format_checks(checks: list[Check]) -> str:
 
 def as_dicts(checks: list[Check]) -> list[dict]:
     return [asdict(check) for check in checks]
+
+
+def register(sub) -> None:
+    doctor = sub.add_parser("doctor", help="what this machine can run: Python, onnxruntime and its providers, "
+                                           "TensorRT, GPUs, cameras, microphones, PyAV, and a bundle's backends")
+    doctor.add_argument("--bundle", metavar="DIR", help="also check this bundle: its files, every backend, its int8 "
+                                                        "weights on this CPU (exit 2: damaged, 1: does not run right "
+                                                        "here)")
+    doctor.add_argument("--json", action="store_true")
+    doctor.set_defaults(func=cmd_doctor)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    checks = run_checks(args.bundle)
+    print(json.dumps(as_dicts(checks), indent=2) if args.json else format_checks(checks))
+    return bundle_exit_code(checks)

@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError
-from ..files import read_json
-from ..prompt import PLACEHOLDERS, parse_answer
+from .errors import InputError, first_of
+from .files import read_json
+from .prompt import PLACEHOLDERS, parse_answer
 
 KNOWN_TAGS = set(PLACEHOLDERS)
 
@@ -95,6 +95,6 @@ def load_dataset(path: str | Path, data_root: str | Path | None = None,
         if sample is not None:
             samples.append(sample)
     if problems:
-        shown = "\n  ".join(problems[:50]) + (f"\n  ... {len(problems) - 50} more" if len(problems) > 50 else "")
+        shown = first_of(problems, 50, "\n  ")
         raise DatasetError(f"{path}: {len(problems)} problem(s) in {len(rows)} rows; fix them and run again:\n  {shown}")
     return samples

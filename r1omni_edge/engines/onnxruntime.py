@@ -1,27 +1,17 @@
-"""Backends that run a bundle: the pipeline's engine interface over the bundle's three parts, its embedding table
-and its tokenizer. numpy + onnxruntime only, never torch.
-
-Every name a backend binds (tensors, KV inputs and outputs) is read from the manifest, which the exporter wrote from
-``bundle.py``. The KV cache is whatever ``decoder`` returns and takes back on the next call: plain numpy arrays on
-the CPU, OrtValues on a device, or, for a fused decoder (int8, int4), a view of one preallocated buffer that the
-decoder writes in place (``kv_buffer.py``). A cache never changes once handed out, so the prompt prefix's cache
-serves every clip.
-"""
+"""The onnxruntime backend of a bundle: the CPU, CUDA or TensorRT execution provider. numpy + onnxruntime only."""
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
-from ..bundle import BACKENDS, EMBEDDINGS_FILE, FUSED_DECODER, MANIFEST, TOKENIZER_DIR, BundleError, Manifest
+from ..bundle import FUSED_DECODER, MANIFEST, BundleError, Manifest
 from ..errors import InputError
-from ..pipeline.engine import EngineInfo, capacity_error
+from ..pipeline.engine import capacity_error
+from .base import BundleEngine
 from .kv_buffer import KVBuffer
-
-log = logging.getLogger(__name__)
 
 ORT_PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -30,67 +20,12 @@ ORT_PROVIDERS = {
 }
 
 
-class BundleText:
-    """The bundle's tokenizer, as the pipeline uses it."""
-
-    def __init__(self, path: Path):
-        from tokenizers import Tokenizer
-
-        self.tokenizer = Tokenizer.from_file(str(path))
-
-    def encode_text(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
-
-    def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
-
-
-class BundleEngine:
-    """What every backend of a bundle shares: the manifest's facts and names, the embedding table (looked up in
-    numpy) and the tokenizer. Subclasses run the parts."""
-
-    name = "bundle"
-
-    def __init__(self, directory: Path, manifest: Manifest):
-        self.directory = Path(directory)
-        self.manifest = manifest
-        self.embeddings = np.load(self.directory / EMBEDDINGS_FILE, mmap_mode="r")
-        self.text = BundleText(self.directory / TOKENIZER_DIR / "tokenizer.json")
-        model, preprocess = manifest.model, manifest.preprocess
-        self.info = EngineInfo(num_frames=preprocess.num_frames, image_size=preprocess.image_size,
-                               resize_mode=preprocess.resize_mode, audio_seconds=preprocess.audio_seconds,
-                               n_mels=model.n_mels, labels=tuple(manifest.labels),
-                               stop_ids=frozenset(manifest.tokens.stop_ids),
-                               max_new_tokens=manifest.generation.max_new_tokens, visual_tokens=model.visual_tokens,
-                               audio_tokens=model.audio_tokens, audio_range=preprocess.audio_range,
-                               kv_capacity=manifest.kv_capacity)
-        (self.vision_input,), (self.vision_output,) = (manifest.parts["vision"].input_names,
-                                                       manifest.parts["vision"].output_names)
-        (self.audio_input,), (self.audio_output,) = (manifest.parts["audio"].input_names,
-                                                     manifest.parts["audio"].output_names)
-        self.embeds_name, self.positions_name, *self.past_names = manifest.parts["decoder"].input_names
-        self.logits_name, *self.present_names = manifest.parts["decoder"].output_names
-        self.kv_shape = (1, model.num_kv_heads, manifest.kv_capacity or 0, model.head_dim)
-
-    def prompt_ids(self, use_audio: bool) -> list[int]:
-        return list(self.manifest.prompt["video_audio" if use_audio else "video_only"].ids)
-
-    def gate(self) -> None:
-        return None  # folded into the vision part at export (manifest.gate records it)
-
-    def embed(self, ids: list[int]) -> np.ndarray:
-        return np.asarray(self.embeddings[ids], dtype=np.float32)
-
-    def join(self, pieces: list[np.ndarray]) -> np.ndarray:
-        return np.concatenate(pieces)[None].astype(np.float32, copy=False)
-
-
 def resolve_backend(name: str) -> str:
     """'auto' -> the best onnxruntime provider present: TensorRT, then CUDA, then the CPU."""
     import onnxruntime as ort
 
-    if name not in BACKENDS or name == "engine":
-        raise InputError(f"unknown onnxruntime backend {name!r}; choose one of cpu, cuda, tensorrt, auto")
+    if name != "auto" and name not in ORT_PROVIDERS:
+        raise InputError(f"unknown onnxruntime backend {name!r}; choose one of {', '.join(ORT_PROVIDERS)}, auto")
     available = set(ort.get_available_providers())
     if name == "auto":
         for candidate in ("tensorrt", "cuda"):
@@ -228,21 +163,3 @@ class OnnxRuntimeBackend(BundleEngine):
         inputs.update(zip(self.past_names, arrays))
         outputs = self.sessions[part].run([self.logits_name, *self.present_names], inputs)
         return outputs[0], (outputs[1:], length + count)
-
-
-def make_backend(directory: Path, manifest: Manifest, backend: str = "auto", threads: int | None = None) -> BundleEngine:
-    """'auto': the bundle's TensorRT engines when it has them and TensorRT is here, else the best onnxruntime
-    provider (TensorRT EP, CUDA, CPU)."""
-    from ..tensorrt_support import engines_available
-    from .tensorrt_backend import TensorRTBackend
-
-    if backend not in BACKENDS:
-        raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend == "engine" or (backend == "auto" and manifest.engines and engines_available()):
-        log.info("backend: native TensorRT engines")
-        return TensorRTBackend(directory, manifest)
-    if backend == "auto" and manifest.engines:
-        log.info("the bundle has TensorRT engines, but TensorRT / cuda-python are not importable here")
-    provider = resolve_backend(backend)
-    log.info("backend: onnxruntime with %s", ORT_PROVIDERS[provider][0])
-    return OnnxRuntimeBackend(directory, manifest, provider, threads)

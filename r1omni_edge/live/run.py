@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import InputError
-from .display import Overlay
-from .live import MAX_WINDOW, JsonlSink, LiveConfig, LiveSession, TerminalView
-from .sources import AudioRing, CameraSource, FileSource, FrameRing, MicrophoneSource, Source
+from .overlay import Overlay
+from .rings import AudioRing, FrameRing
+from .session import MAX_WINDOW, LiveConfig, LiveSession
+from .sinks import JsonlSink, TerminalView
+from .sources import CameraSource, FileSource, MicrophoneSource, Source
 from .web import ServeAddress
 
 log = logging.getLogger(__name__)
@@ -107,14 +109,7 @@ def run_live(recognizer, camera: str | int = 0, microphone: str | int | None = N
         session.run(duration=duration, until=lambda: camera_source.finished.is_set(),
                     on_idle=overlay.update if overlay else None)
     finally:
-        for source in sources:
-            source.stop()
-        if overlay is not None:
-            overlay.close()
-        if web is not None:
-            web.stop()
-        for close in closers:
-            close()
+        _teardown(sources, overlay, web, closers)
     return session
 
 
@@ -157,14 +152,22 @@ def run_stream(recognizer, clip: str | Path, config: LiveConfig | None = None, r
         else:
             session.run_offline(source, after_input=linger)
     finally:
-        source.stop()
-        if web is not None:
-            web.stop()
-        for close in closers:
-            close()
+        _teardown([source], None, web, closers)
     if source.error is not None and session.failure is None and session.stop_reason == "input ended":
         raise SourceError(f"{source.error}; {session.results} window(s) were answered before it")
     return session
+
+
+def _teardown(sources: list[Source], overlay: Overlay | None, web, closers: list[Callable[[], None]]) -> None:
+    """Stop what a run started, inputs first (so no new data arrives), then the views, then the files."""
+    for source in sources:
+        source.stop()
+    if overlay is not None:
+        overlay.close()
+    if web is not None:
+        web.stop()
+    for close in closers:
+        close()
 
 
 def _linger(session: LiveSession) -> None:

@@ -1,0 +1,47 @@
+"""What several commands do alike: open a recognizer from the parsed flags, refuse flags that do not apply, report
+progress on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import InputError
+
+
+def audio_front_end(recognizer, args: argparse.Namespace) -> None:
+    recognizer.audio_window = getattr(args, "audio_window", "full")
+    recognizer.audio_gate = getattr(args, "audio_gate", "off")
+
+
+def open_bundle(args: argparse.Namespace):
+    from ..open import kind_options, open_recognizer
+
+    recognizer = open_recognizer(args.bundle, expect="bundle", **kind_options(vars(args), "bundle"))
+    audio_front_end(recognizer, args)
+    return recognizer
+
+
+def open_checkpoint(args: argparse.Namespace, **options):
+    """The checkpoint of ``--model``, its towers found as its flags say; ``options``: how to run it."""
+    from ..open import kind_options, open_recognizer
+
+    towers = kind_options(vars(args), "checkpoint", roles=("towers",))
+    recognizer = open_recognizer(args.model, expect="checkpoint", **towers, **options)
+    audio_front_end(recognizer, args)
+    return recognizer
+
+
+def flags(options, values: dict) -> list[str]:
+    """The flags of ``options`` (``open.Option``) as they were given: ``--labels dfew``, ``--compile``."""
+    return [option.flag if values[option.dest or option.name] is True
+            else f"{option.flag} {values[option.dest or option.name]}" for option in options]
+
+
+def refuse(given: list[str], why: str) -> None:
+    if given:
+        raise InputError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} {why}")
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
