@@ -66,6 +66,7 @@ def sequential(bundle: str, archive: str, mode: str) -> dict:
 
 def batch(bundle: str, archive: str, mode: str, workers: int, out: str) -> dict:
     from r1omni_edge.batch.job import BatchOptions, run_batch
+    from r1omni_edge.recognition import RecognitionOptions
 
     start = time.perf_counter()
     marks = []  # (time, rows written): the steady rate runs from the first written batch to the last
@@ -74,7 +75,7 @@ def batch(bundle: str, archive: str, mode: str, workers: int, out: str) -> dict:
         if done:
             marks.append((time.perf_counter(), done))
 
-    summary = run_batch(bundle, archive, out, BatchOptions(mode=mode, workers=workers, batch_size=BATCH_SIZE),
+    summary = run_batch(bundle, archive, out, BatchOptions(RecognitionOptions(mode=mode), workers=workers, batch_size=BATCH_SIZE),
                         progress)
     steady = (marks[-1][1] - marks[0][1]) / (marks[-1][0] - marks[0][0]) if len(marks) > 1 else None
     return {"clips": summary.written, "seconds": time.perf_counter() - start, "errors": summary.errors,

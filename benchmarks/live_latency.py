@@ -39,10 +39,12 @@ def run_profile(recognizer, clip: Path, mode: str, window: str, gate: str, args)
     from r1omni_edge.live.run import run_stream
     from r1omni_edge.live.session import LiveConfig
 
-    recognizer.audio_window, recognizer.audio_gate = window, gate
+    from r1omni_edge.recognition import RecognitionOptions
+
     events: list[dict] = []
-    config = LiveConfig(window=args.window, stride=args.stride, mode=mode, max_new_tokens=args.max_new_tokens,
-                        max_think_tokens=args.max_think_tokens)
+    recognition = RecognitionOptions(mode=mode, max_new_tokens=args.max_new_tokens,
+                                     max_think_tokens=args.max_think_tokens, audio_window=window, audio_gate=gate)
+    config = LiveConfig(window=args.window, stride=args.stride, recognition=recognizer.check(recognition))
     run_stream(recognizer, clip, config, realtime=False, on_event=events.append, view=False)
     return [e for e in events if e["type"] == "result"]
 

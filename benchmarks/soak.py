@@ -134,11 +134,14 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="results JSON (default: benchmarks/results/soak_NAME.json)")
     args = parser.parse_args()
 
-    from r1omni_edge.media.decode import decode_audio
+    from dataclasses import replace
+
     from r1omni_edge.engines import BundleRecognizer
     from r1omni_edge.live.run import run_live
     from r1omni_edge.live.session import LiveConfig
     from r1omni_edge.live.sources import PacedAudioStream
+    from r1omni_edge.media.decode import decode_audio
+    from r1omni_edge.recognition import RecognitionOptions
     from r1omni_edge.synthetic.task import write_scene_clip
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -149,11 +152,12 @@ def main() -> int:
     info = machine_info(with_torch=False)
     print_header(f"soak: {args.minutes:g} min of live recognition on {bundle}", info)
     recognizer = BundleRecognizer.from_bundle(bundle, backend="cpu", threads=args.threads)
+    recognition = RecognitionOptions(mode=args.mode, max_new_tokens=args.max_new_tokens,
+                                     max_think_tokens=args.max_think_tokens)
     if args.fast_profile:
-        from r1omni_edge.live.session import FAST_PROFILE
+        from r1omni_edge.recognition import FAST_PROFILE
 
-        args.mode, args.max_think_tokens = FAST_PROFILE["mode"], FAST_PROFILE["max_think_tokens"]
-        recognizer.audio_window, recognizer.audio_gate = FAST_PROFILE["audio_window"], FAST_PROFILE["audio_gate"]
+        recognition = replace(FAST_PROFILE, max_new_tokens=args.max_new_tokens)
         name += "_fast"
     warmup = args.warmup if args.warmup is not None else min(120.0, 0.2 * args.minutes * 60)
     counts = {"result": 0, "error": 0, "notice": 0, "source": 0}
@@ -167,8 +171,7 @@ def main() -> int:
             latencies.append(event["latency_ms"]["total"])
             sampler.take()
 
-    config = LiveConfig(window=args.window, stride=args.stride, mode=args.mode, max_new_tokens=args.max_new_tokens,
-                        max_think_tokens=args.max_think_tokens)
+    config = LiveConfig(window=args.window, stride=args.stride, recognition=recognition)
     session = run_live(recognizer, str(clip), loop=True, config=config, duration=args.minutes * 60, view=False,
                        on_event=on_event, stream_factory=lambda callback: PacedAudioStream(waveform, callback))
     judged = verdict(sampler.samples, warmup)

@@ -40,14 +40,15 @@ def session_child(args) -> int:
     from r1omni_edge.engines import BundleRecognizer
     from r1omni_edge.live.run import run_live
     from r1omni_edge.live.session import LiveConfig
+    from r1omni_edge.recognition import RecognitionOptions
     from r1omni_edge.live.sources import PacedAudioStream
     from r1omni_edge.live.web import ServeAddress
 
     recognizer = BundleRecognizer.from_bundle(args.bundle, backend="cpu")
-    if args.fast_profile:
-        recognizer.audio_window, recognizer.audio_gate = "fit", "energy"
-    config = LiveConfig(window=4.0, stride=2.0, mode="label" if args.fast_profile else "full", max_new_tokens=96,
-                        max_think_tokens=48 if args.fast_profile else 64)
+    recognition = (RecognitionOptions(mode="label", max_new_tokens=96, max_think_tokens=48, audio_window="fit",
+                                      audio_gate="energy") if args.fast_profile
+                   else RecognitionOptions(max_new_tokens=96, max_think_tokens=64))
+    config = LiveConfig(window=4.0, stride=2.0, recognition=recognition)
     waveform = decode_audio(args.clip)
     results = []
 

@@ -69,10 +69,10 @@ def test_runtime_and_pytorch_agree_on_a_fitted_window(bundles, recognizer, clips
         recognizer.audio_window = "full"
     assert expected.audio_window == got.audio_window == fitted.audio_window == 2  # a 2 s clip
     assert got.token_ids == expected.token_ids
-    assert got.timings_ms["prompt_tokens"] == expected.timings_ms["prompt_tokens"]
+    assert got.prompt_tokens == expected.prompt_tokens
     runtime.audio_window = "full"
     full = runtime.recognize_file(clips["av"], mode="label")
-    assert full.audio_window == 30 and full.timings_ms["prompt_tokens"] - fitted.timings_ms["prompt_tokens"] == 500 - 33
+    assert full.audio_window == 30 and full.prompt_tokens - fitted.prompt_tokens == 500 - 33
 
 
 def test_a_bundle_with_a_fixed_window_refuses_other_windows(recognizer, tmp_path):

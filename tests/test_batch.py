@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("ray")
 
 from r1omni_edge.batch.job import BatchOptions, run_batch  # noqa: E402
+from r1omni_edge.recognition import RecognitionOptions  # noqa: E402
 from r1omni_edge.batch.store import ResultStore  # noqa: E402
 from r1omni_edge.labels import confusion_matrix, uar, war  # noqa: E402
 
@@ -37,7 +38,7 @@ def archive(clips, tmp_path_factory):
 @pytest.fixture(scope="module", params=[".jsonl", ".parquet"])
 def first_run(request, bundles, archive, tmp_path_factory):
     out = tmp_path_factory.mktemp("batch") / f"rows{request.param}"
-    summary = run_batch(bundles["fp32"][1], archive, out, BatchOptions(mode="label", labels="mafw", workers=2))
+    summary = run_batch(bundles["fp32"][1], archive, out, BatchOptions(RecognitionOptions(mode="label"), labels="mafw", workers=2))
     return out, summary
 
 
@@ -75,7 +76,7 @@ def test_scores_equal_labels_py_on_the_same_predictions(first_run):
 
 def test_a_rerun_skips_what_the_output_holds(first_run, bundles, archive):
     out, _ = first_run
-    summary = run_batch(bundles["fp32"][1], archive, out, BatchOptions(mode="label", labels="mafw"))
+    summary = run_batch(bundles["fp32"][1], archive, out, BatchOptions(RecognitionOptions(mode="label"), labels="mafw"))
     assert summary.skipped == 5 and summary.written == 0 and len(ResultStore(out).read()) == 5
 
 
@@ -190,7 +191,7 @@ def test_a_published_dataset_runs_each_row_as_it_asks(tiny, tmp_path):
     clips = list_archive(data, label_set("dfew"))
     assert [c.use_audio for c in clips] == [True, False] and all(c.instruction for c in clips)
     out = tmp_path / "rows.jsonl"
-    run_batch(tiny.checkpoint, data, out, BatchOptions(mode="label", labels="dfew",
+    run_batch(tiny.checkpoint, data, out, BatchOptions(RecognitionOptions(mode="label"), labels="dfew",
                                                        model_options={"models_dir": str(tiny.root)}))
     by_path = {r["path"]: r for r in ResultStore(out).read()}
     assert [by_path[c.path]["audio"] for c in clips] == ["present", "not used"]

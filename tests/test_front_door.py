@@ -455,14 +455,17 @@ def test_live_with_a_microphone_that_does_not_exist_fails(bundles, clips, capsys
 
 def test_live_times_are_seconds_of_the_session(bundles, clips, tmp_path, capsys):
     """A file played as a camera, looped: windows and event times count from the session's start."""
+    from dataclasses import replace
+
     from r1omni_edge.engines import BundleRecognizer
     from r1omni_edge.live.run import run_live
-    from r1omni_edge.live.session import LiveConfig
+    from r1omni_edge.live.session import LIVE_RECOGNITION, LiveConfig
 
     recognizer = BundleRecognizer.from_bundle(bundles["fp32"][1], backend="cpu")
     events = []
+    config = LiveConfig(window=1.0, stride=1.0, recognition=replace(LIVE_RECOGNITION, mode="label"))
     session = run_live(recognizer, str(clips["av"]), use_microphone=False, loop=True, view=False, duration=3.5,
-                       config=LiveConfig(window=1.0, stride=1.0, mode="label"), on_event=events.append)
+                       config=config, on_event=events.append)
     results = [e for e in events if e["type"] == "result"]
     assert session.results == len(results) >= 2
     assert all(0 <= e["time"] < 10 for e in events)

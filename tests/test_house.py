@@ -12,7 +12,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "r1omni_edge"
 
 # Floor 1-2: facts, plain data, config, prompt, safe outputs, media. Torch-free, importing only each other.
-CORE = {"errors", "typed", "labels", "label_choice", "result", "config", "prompt", "files", "media", "cpu", ""}
+CORE = {"errors", "typed", "labels", "label_choice", "result", "recognition", "config", "prompt", "files", "media", "cpu",
+        ""}
 HEAVY = {"torch", "torchvision", "transformers", "timm", "accelerate", "peft", "trl"}
 ENGINE_LIBS = {"onnxruntime", "tensorrt", "cuda"}
 DEVICE_LIBS = {"cv2", "sounddevice", "starlette", "uvicorn"}

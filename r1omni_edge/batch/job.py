@@ -19,7 +19,7 @@ from ..errors import InputError, OutputError, R1OmniError
 from ..files import sha256_file
 from ..labels import label_set
 from ..open import check_model
-from ..prompt import MODES
+from ..recognition import RecognitionOptions
 from .archive import ArchiveClip, list_archive
 from .report import score_rows, write_report
 from .store import ResultStore, plain_value
@@ -27,11 +27,7 @@ from .store import ResultStore, plain_value
 
 @dataclass
 class BatchOptions:
-    mode: str = "full"  # or "label"
-    audio_window: str | int = "full"
-    audio_gate: str = "off"
-    max_new_tokens: int | None = None  # None: the model's own default
-    constrain: bool | None = None  # None: the model's default decoding (a bundle's chosen answer, a checkpoint's greedy)
+    recognition: RecognitionOptions = RecognitionOptions()  # what each clip's recognition does, as given
     workers: int = 1
     ray_address: str | None = None  # None: Ray embedded on this machine
     batch_size: int = 4  # clips per actor call (and per write)
@@ -40,6 +36,10 @@ class BatchOptions:
     labels: str | None = None  # a label set name: ground truth from the input's column or folder names
     data_root: str | None = None  # what a list's relative paths are relative to (default: the list's folder)
     model_options: dict = field(default_factory=dict)  # a checkpoint's: models_dir, siglip, whisper, bert, ...
+
+    def __post_init__(self) -> None:
+        if isinstance(self.recognition, dict):  # as it travels to the Ray actors (dataclasses.asdict)
+            self.recognition = RecognitionOptions(**self.recognition)
 
 
 @dataclass
@@ -74,11 +74,9 @@ class ClipWorker:
         self.failure: R1OmniError | None = None
         try:
             self.recognizer = open_recognizer(model, **extra)
+            self.recognizer.check(self.options.recognition)
         except R1OmniError as exc:
             self.failure = exc
-        else:
-            self.recognizer.audio_window = self.options.audio_window
-            self.recognizer.audio_gate = self.options.audio_gate
         self.where = f"{socket.gethostname()}:{os.getpid()}"
         self.prefetch = ThreadPoolExecutor(1)  # PyAV decodes without the GIL: the next clip decodes meanwhile
 
@@ -118,13 +116,11 @@ class ClipWorker:
             row["sha256"], row["bytes"] = digest
         if media is not None:
             try:
-                kwargs = {"mode": self.options.mode, "use_audio": clip.use_audio, "constrain": self.options.constrain}
-                if self.options.max_new_tokens:
-                    kwargs["max_new_tokens"] = self.options.max_new_tokens
                 if clip.instruction and self.recognizer.instruction_settable:
                     self.recognizer.instruction = clip.instruction
                 # decoded ahead on the prefetch thread; counted and noted as recognize_file counts and notes it
-                result = self.recognizer.recognize_decoded(media, decode_ms, **kwargs)
+                result = self.recognizer.recognize_decoded(media, decode_ms, use_audio=clip.use_audio,
+                                                           options=self.options.recognition)
             except R1OmniError as exc:
                 error = str(exc)
             except Exception as exc:  # noqa: BLE001 - one clip's failure is its row, not the job's end
@@ -133,6 +129,7 @@ class ClipWorker:
                 row.update(label=result.label, answer=result.answer, probabilities=result.probabilities,
                            reasoning=result.reasoning, text=result.text, token_ids=list(result.token_ids),
                            audio=result.audio, audio_window=result.audio_window, audio_gated=result.audio_gated,
+                           prompt_tokens=result.prompt_tokens, generated_tokens=result.generated_tokens,
                            timings_ms=result.timings_ms, notes=result.notes)
         row["error"] = error
         return row
@@ -140,7 +137,8 @@ class ClipWorker:
 
 # The output schema, one row per clip (docs/batch.md).
 ROW_KEYS = ("path", "sha256", "bytes", "truth", "label", "answer", "probabilities", "reasoning", "text", "token_ids",
-            "audio", "audio_window", "audio_gated", "timings_ms", "notes", "error", "worker")
+            "audio", "audio_window", "audio_gated", "prompt_tokens", "generated_tokens", "timings_ms", "notes", "error",
+            "worker")
 
 
 def _start_ray(address: str | None) -> None:
@@ -189,8 +187,6 @@ def run_batch(model: str | Path, source: str | Path | list[ArchiveClip], output:
     """Recognize every clip of ``source`` (an archive, or its clips) not yet in ``output``; with ``report``, score
     the output when labels are known. ``progress(done, errors, total)`` follows the clips of this run."""
     start = time.perf_counter()
-    if options.mode not in MODES:
-        raise InputError(f"--mode must be one of {', '.join(MODES)}, not {options.mode!r}")
     if options.workers < 1 or options.batch_size < 1:
         raise InputError(f"--workers and --batch-size must be at least 1, got {options.workers} and "
                          f"{options.batch_size}")

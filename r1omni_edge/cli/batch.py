@@ -13,7 +13,7 @@ from ..media.frames import RESIZE_MODES
 from ..prompt import MODES
 from .common import refuse
 from .options import (LABEL_SET_NAMES, MAX_NEW_TOKENS_HELP, POSITIVE_INT, add_audio_front_end, add_backend_args,
-                      add_job_args, add_model_args)
+                      add_job_args, add_model_args, recognition_options)
 
 log = logging.getLogger("r1omni_edge")
 
@@ -100,10 +100,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     job = _job()
     from ..batch.report import summary_line
 
-    options = job.BatchOptions(mode=args.mode, audio_window=args.audio_window, audio_gate=args.audio_gate,
-                               max_new_tokens=args.max_new_tokens, workers=args.workers, ray_address=args.ray_address,
-                               batch_size=args.batch_size, backend=args.backend, labels=args.labels,
-                               data_root=args.data_root)
+    options = job.BatchOptions(recognition=recognition_options(args), workers=args.workers,
+                               ray_address=args.ray_address, batch_size=args.batch_size, backend=args.backend,
+                               labels=args.labels, data_root=args.data_root)
     progress, close = _job_progress()
     try:
         summary = job.run_batch(args.bundle or args.model, args.input, args.output, options, progress)
@@ -160,9 +159,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if other:
             log.warning("%d of %d rows ask another instruction; the bundle answers the one it was exported with",
                         other, len(clips))
-    options = job.BatchOptions(mode="full", audio_window=args.audio_window, audio_gate=args.audio_gate,
-                               max_new_tokens=args.max_new_tokens, constrain=False if args.free_answer else None,
-                               workers=args.workers, ray_address=args.ray_address, batch_size=args.batch_size,
+    options = job.BatchOptions(recognition=recognition_options(args), workers=args.workers,
+                               ray_address=args.ray_address, batch_size=args.batch_size,
                                backend=args.backend if args.bundle else "cpu", threads=args.threads, labels=names,
                                model_options=model_options)
     model, exact = args.bundle or args.model, not args.synonyms
@@ -177,10 +175,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="r1omni-eval-") as scratch:
         output = Path(args.output) if args.output else Path(scratch) / "rows.jsonl"
-        policy = (options.audio_window, options.audio_gate)
+        recognition = options.recognition
+        policy = (recognition.audio_window, recognition.audio_gate)
         published = None
         if policy != ("full", "off"):  # a faster audio front end: measured against the published one, side by side
-            reference = dataclasses.replace(options, audio_window="full", audio_gate="off")
+            reference = dataclasses.replace(
+                options, recognition=dataclasses.replace(recognition, audio_window="full", audio_gate="off"))
             published = evaluate(output.with_name(f"{output.stem}.published{output.suffix}"), reference, "published")
         result = evaluate(output, options, "eval")
     same = agreement(result, published) if published is not None else None

@@ -9,17 +9,10 @@ import sys
 from ..errors import InputError
 
 
-def audio_front_end(recognizer, args: argparse.Namespace) -> None:
-    recognizer.audio_window = getattr(args, "audio_window", "full")
-    recognizer.audio_gate = getattr(args, "audio_gate", "off")
-
-
 def open_bundle(args: argparse.Namespace):
     from ..open import kind_options, open_recognizer
 
-    recognizer = open_recognizer(args.bundle, expect="bundle", **kind_options(vars(args), "bundle"))
-    audio_front_end(recognizer, args)
-    return recognizer
+    return open_recognizer(args.bundle, expect="bundle", **kind_options(vars(args), "bundle"))
 
 
 def open_checkpoint(args: argparse.Namespace, **options):
@@ -27,9 +20,7 @@ def open_checkpoint(args: argparse.Namespace, **options):
     from ..open import kind_options, open_recognizer
 
     towers = kind_options(vars(args), "checkpoint", roles=("towers",))
-    recognizer = open_recognizer(args.model, expect="checkpoint", **towers, **options)
-    audio_front_end(recognizer, args)
-    return recognizer
+    return open_recognizer(args.model, expect="checkpoint", **towers, **options)
 
 
 def flags(options, values: dict) -> list[str]:

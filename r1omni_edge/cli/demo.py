@@ -16,6 +16,7 @@ from pathlib import Path
 from ..bundle import MANIFEST, PRECISIONS
 from ..errors import OutputError
 from ..files import sha256_file
+from ..recognition import RecognitionOptions
 from ..synthetic import TOY_DIR
 from .options import add_audio_front_end
 
@@ -103,7 +104,8 @@ def run_demo(directory: str | Path = "out/demo", precision: str = "fp32", realti
     started = time.perf_counter()
     bundle, clip, timeline = prepare(directory, precision)
     recognizer = open_recognizer(bundle, expect="bundle", backend="auto")
-    recognizer.audio_window, recognizer.audio_gate = audio_window, audio_gate
+    recognition = recognizer.check(RecognitionOptions(mode="full", max_new_tokens=48, max_think_tokens=32,
+                                                      audio_window=audio_window, audio_gate=audio_gate))
     _say(f"bundle ready in {time.perf_counter() - started:.1f} s; backend {recognizer.backend_name}; "
          f"streaming {clip.name} as a camera and a microphone (window 2 s, stride 1 s)")
     results: list[dict] = []
@@ -112,7 +114,7 @@ def run_demo(directory: str | Path = "out/demo", precision: str = "fp32", realti
         if event["type"] == "result":
             results.append(event)
 
-    config = LiveConfig(window=2.0, stride=1.0, mode="full", max_new_tokens=48, max_think_tokens=32)
+    config = LiveConfig(window=2.0, stride=1.0, recognition=recognition)
     session = run_stream(recognizer, clip, config, realtime=realtime, on_event=collect)
     if results:
         latencies = [r["latency_ms"]["total"] for r in results]

@@ -7,7 +7,7 @@ import signal
 import sys
 
 from .common import open_bundle, refuse
-from .options import SECONDS, add_live_args, add_runtime_args
+from .options import SECONDS, add_live_args, add_runtime_args, recognition_options
 
 
 def register(sub) -> None:
@@ -39,18 +39,12 @@ def _add_session_args(parser: argparse.ArgumentParser, run) -> None:
 
 
 def _live_config(args: argparse.Namespace):
-    from ..live.session import FAST_PROFILE, LiveConfig
+    """The session's settings; its recognition from the flags given, else --fast-profile's, else the live defaults."""
+    from ..live.session import LIVE_RECOGNITION, LiveConfig
+    from ..recognition import FAST_PROFILE
 
-    profile = FAST_PROFILE if args.fast_profile else {}
-    for name, default in (("mode", "full"), ("audio_window", "full"), ("audio_gate", "off")):
-        if getattr(args, name) is None:  # not given: the profile's, else the usual default
-            setattr(args, name, profile.get(name, default))
-    if args.max_think_tokens is None and "max_think_tokens" in profile:
-        args.max_think_tokens = profile["max_think_tokens"]
-
-    think = args.max_think_tokens if args.max_think_tokens is not None else LiveConfig.max_think_tokens
-    config = LiveConfig(window=args.window, stride=args.stride, mode=args.mode, max_new_tokens=args.max_new_tokens,
-                        max_think_tokens=think)
+    recognition = recognition_options(args, LIVE_RECOGNITION, FAST_PROFILE if args.fast_profile else None)
+    config = LiveConfig(window=args.window, stride=args.stride, recognition=recognition)
     config.check()
     return config
 
@@ -108,6 +102,7 @@ def _prepare(args: argparse.Namespace):
     and token, the JSONL file, then the bundle; and SIGTERM from then on ends the session like Ctrl-C."""
     config, serve, jsonl = _live_config(args), _serve(args), _jsonl(args)
     recognizer = open_bundle(args)
+    recognizer.check(config.recognition)
     _terminate_gracefully()
     return config, serve, jsonl, recognizer
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import re
+from dataclasses import fields, replace
 
 from ..engines import BACKENDS
 from ..errors import InputError
 from ..labels import LABEL_SETS
 from ..prompt import MODES
+from ..recognition import RecognitionOptions
 
 
 class Parser(argparse.ArgumentParser):
@@ -136,3 +138,20 @@ def add_live_args(parser: argparse.ArgumentParser) -> None:
     web.add_argument("--token", help="the page's access token (default: $R1OMNI_EDGE_TOKEN, else one generated and "
                                      "printed for any HOST but loopback)")
     web.add_argument("--no-token", action="store_true", help="no token (refused for any HOST but loopback)")
+
+
+def recognition_options(args: argparse.Namespace, base: RecognitionOptions = RecognitionOptions(),
+                        profile: RecognitionOptions | None = None) -> RecognitionOptions:
+    """The recognition the flags ask for: each field from its flag where the command has it and it was given, else
+    from ``profile`` where that differs from the defaults, else from ``base``."""
+    default, values = RecognitionOptions(), {}
+    for field in fields(RecognitionOptions):
+        if field.name == "constrain":  # --free-answer: plain greedy; otherwise the model's own decoding
+            given = False if getattr(args, "free_answer", False) else None
+        else:
+            given = getattr(args, field.name, None)
+        if given is not None:
+            values[field.name] = given
+        elif profile is not None and getattr(profile, field.name) != getattr(default, field.name):
+            values[field.name] = getattr(profile, field.name)
+    return replace(base, **values)

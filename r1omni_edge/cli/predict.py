@@ -10,7 +10,7 @@ from ..media.frames import RESIZE_MODES
 from ..open import misplaced
 from .common import flags, open_bundle, open_checkpoint, refuse
 from .options import (LABEL_SET_NAMES, MAX_NEW_TOKENS_HELP, POSITIVE_INT, add_audio_front_end, add_model_args,
-                      add_runtime_args)
+                      add_runtime_args, recognition_options)
 
 
 def register(sub) -> None:
@@ -56,9 +56,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                + (f"; a bundle fixed the model's settings at export (see its manifest): export it again with "
                   f"{', '.join(exported)}" if exported else ""))
         recognizer = open_bundle(args)
-        result = recognizer.recognize_file(clip, use_audio=not args.video_only, mode=args.mode,
-                                           max_new_tokens=args.max_new_tokens, max_think_tokens=args.max_think_tokens,
-                                           constrain=not args.free_answer)
+        options = recognizer.check(recognition_options(args))
+        result = recognizer.recognize_file(clip, use_audio=not args.video_only, options=options)
         _notes(recognizer, result)
         _print_result(result, args.json)
         return 0
@@ -75,8 +74,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise InputError("--compile applies to --device cuda (the CPU path decodes with the dynamic cache)")
     recognizer = open_checkpoint(args, device=device, dtype=args.dtype, labels=args.labels,
                                   instruction=args.instruction, resize_mode=args.resize, compile=args.compile)
-    result = recognizer.recognize_file(clip, use_audio=not args.video_only, mode=args.mode,
-                                       max_new_tokens=args.max_new_tokens)
+    options = recognizer.check(recognition_options(args))
+    result = recognizer.recognize_file(clip, use_audio=not args.video_only, options=options)
     _notes(recognizer, result)
     _print_result(result, args.json)
     return 0
@@ -98,5 +97,5 @@ def _print_result(result, as_json: bool) -> None:
         print("top:       " + ", ".join(f"{k} {v:.2f}" for k, v in top))
     print(f"reasoning: {result.reasoning or '(none)'}")
     print(f"audio:     {result.audio}")
-    stages = ", ".join(f"{k} {v:.0f}" for k, v in result.timings_ms.items() if not k.endswith("tokens"))
+    stages = ", ".join(f"{k} {v:.0f}" for k, v in result.timings_ms.items())
     print(f"timings (ms): {stages}")

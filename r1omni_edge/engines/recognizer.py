@@ -10,12 +10,13 @@ from pathlib import Path
 from ..bundle import Manifest, load_bundle
 from .. import cpu
 from ..errors import InputError
-from ..pipeline.recognizer import MODES, Recognizer
+from ..pipeline.recognizer import Recognizer
 from .base import BundleEngine
 from .onnxruntime import ORT_PROVIDERS, OnnxRuntimeBackend, resolve_backend
 
-__all__ = ["BACKENDS", "MODES", "BundleRecognizer", "make_backend"]
+__all__ = ["BACKENDS", "BundleRecognizer", "make_backend"]
 log = logging.getLogger(__name__)
+backend_log = logging.getLogger("r1omni_edge.engines.backend")  # which backend the factory chose
 # The ways a bundle can run (make_backend makes them): auto picks the fastest present; an onnxruntime execution
 # provider; engine, the native TensorRT engines that build-engines wrote.
 BACKENDS = ("auto", *ORT_PROVIDERS, "engine")
@@ -64,10 +65,10 @@ def make_backend(directory: Path, manifest: Manifest, backend: str = "auto",
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "engine" or (backend == "auto" and manifest.engines and engines_available()):
-        log.info("backend: native TensorRT engines")
+        backend_log.info("backend: native TensorRT engines")
         return TensorRTBackend(directory, manifest)
     if backend == "auto" and manifest.engines:
-        log.info("the bundle has TensorRT engines, but TensorRT / cuda-python are not importable here")
+        backend_log.info("the bundle has TensorRT engines, but TensorRT / cuda-python are not importable here")
     provider = resolve_backend(backend)
-    log.info("backend: onnxruntime with %s", ORT_PROVIDERS[provider][0])
+    backend_log.info("backend: onnxruntime with %s", ORT_PROVIDERS[provider][0])
     return OnnxRuntimeBackend(directory, manifest, provider, threads)

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import InputError, OutputError
-from ..prompt import MODES
+from ..recognition import RecognitionOptions
 from .rings import AudioRing, FrameRing, clock
 
 log = logging.getLogger(__name__)
@@ -33,30 +33,20 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (a service manager stopping us): ends the session like Ctrl-C, with its own reason and exit code."""
 
 
-# --fast-profile: the settings that bring a 2-core CPU closest to real time (docs/audio-front-end.md): the label
-# straight after prefill, the audio encoder on the window's own length, silent windows not encoded, and a bounded
-# reasoning when full mode is asked for. Options given on the command line win.
-FAST_PROFILE = {"mode": "label", "audio_window": "fit", "audio_gate": "energy", "max_think_tokens": 48}
+LIVE_RECOGNITION = RecognitionOptions(max_new_tokens=256, max_think_tokens=128)  # a window's answer stays short
 
 
 @dataclass
 class LiveConfig:
     window: float = 4.0  # seconds of frames and audio per recognition
     stride: float = 2.0  # seconds between windows
-    mode: str = "full"  # "full" (reasoning) or "label" (lowest latency)
-    max_new_tokens: int = 256
-    max_think_tokens: int | None = 128
+    recognition: RecognitionOptions = LIVE_RECOGNITION  # what each window's recognition does, as given
     min_frames: int = 2  # fewer frames in a window: skip it with a notice
 
     def check(self) -> None:
         if not (0 < self.window <= MAX_WINDOW) or self.stride <= 0:
             raise InputError(f"--window must be in (0, {MAX_WINDOW:g}] s and --stride positive (got {self.window} "
                              f"and {self.stride})")
-        if self.mode not in MODES:
-            raise InputError(f"--mode must be {' or '.join(MODES)}, got {self.mode!r}")
-        if self.max_new_tokens < 1 or (self.max_think_tokens is not None and self.max_think_tokens < 0):
-            raise InputError(f"--max-new-tokens must be at least 1 and --max-think-tokens at least 0 (got "
-                             f"{self.max_new_tokens} and {self.max_think_tokens})")
 
 
 class LiveSession:
@@ -126,9 +116,9 @@ class LiveSession:
 
     def _started(self) -> None:
         self.emit({"type": "started", "time": self.elapsed(), "window": self.config.window,
-                   "stride": self.config.stride, "mode": self.config.mode,
-                   "audio_window": getattr(self.recognizer, "audio_window", None),
-                   "audio_gate": getattr(self.recognizer, "audio_gate", None),
+                   "stride": self.config.stride, "mode": self.config.recognition.mode,
+                   "audio_window": self.config.recognition.audio_window,
+                   "audio_gate": self.config.recognition.audio_gate,
                    "backend": getattr(self.recognizer, "backend_name", None)})
 
     def _stopped(self, reason: str) -> None:
@@ -143,11 +133,9 @@ class LiveSession:
                    use_audio: bool) -> None:
         try:
             began = self.now()
-            result = self.recognizer.recognize(frames, audio, use_audio=use_audio, mode=self.config.mode,
-                                               max_new_tokens=self.config.max_new_tokens,
-                                               max_think_tokens=self.config.max_think_tokens)
+            result = self.recognizer.recognize(frames, audio, use_audio=use_audio, options=self.config.recognition)
             done = self.now()
-            latency = {k: v for k, v in result.timings_ms.items() if not k.endswith("tokens")}
+            latency = dict(result.timings_ms)
             latency["total"] = round((done - began) * 1e3, 3)
             if self.realtime:  # how long after the window closed the answer came
                 latency["since_window_end"] = round((done - end) * 1e3, 3)
@@ -157,7 +145,7 @@ class LiveSession:
                        "answer": result.answer, "audio": result.audio, "audio_window": result.audio_window,
                        "audio_gated": result.audio_gated, "frames": len(frames), "latency_ms": latency,
                        "kept_up": latency["total"] <= self.config.stride * 1e3,  # done within one stride
-                       "generated_tokens": result.timings_ms.get("generated_tokens"),
+                       "generated_tokens": result.generated_tokens,
                        "dropped_windows": self.dropped})
         except Exception as exc:  # a failed window is reported; the session goes on
             self.failed += 1

@@ -73,10 +73,10 @@ class Processor:
 
     def __post_init__(self) -> None:
         check_resize_mode(self.resize_mode)
-        self.set_audio_window(self.audio_window)
+        self.audio_window = self.check_audio_window(self.audio_window)
 
-    def set_audio_window(self, policy: str | int) -> None:
-        """Check ``policy`` against what the audio part accepts, then use it for every window after."""
+    def check_audio_window(self, policy: str | int) -> str | int:
+        """``policy`` parsed and checked against what the audio part accepts."""
         policy = parse_audio_window(policy)
         low, high = self.audio_range
         if low == high and policy != "full" and policy != low:
@@ -84,16 +84,17 @@ class Processor:
                              "exported with --audio-seconds); export without it to choose the window at run time")
         if isinstance(policy, int) and not low <= policy <= high:
             raise InputError(f"audio window {policy} s: this engine's audio part takes {low} to {high} s")
-        self.audio_window = policy
+        return policy
 
-    def window_seconds(self, samples: int) -> int:
-        """The log-mel window for ``samples`` of 16 kHz audio under the policy."""
-        if self.audio_window == "full":
+    def window_seconds(self, samples: int, policy: str | int | None = None) -> int:
+        """The log-mel window for ``samples`` of 16 kHz audio under ``policy`` (default: the processor's own)."""
+        policy = self.audio_window if policy is None else policy
+        if policy == "full":
             return self.audio_seconds
-        if self.audio_window == "fit":
+        if policy == "fit":
             low, high = self.audio_range
             return min(max(fit_seconds(samples), low), high)
-        return int(self.audio_window)
+        return int(policy)
 
     def pixels(self, frames) -> Any:
         return frames_to_pixels(frames, self.resize_mode, self.num_frames, self.image_size)
@@ -102,13 +103,15 @@ class Processor:
         """The log-mel of a ``seconds`` window (default: the full one)."""
         return log_mel(waveform, self.n_mels, seconds or self.audio_seconds)[None]
 
-    def __call__(self, frames, audio: np.ndarray | None, sample_rate: int = SAMPLE_RATE,
-                 use_audio: bool = True) -> ModelInputs:
-        """RGB frames (any count) and mono audio (None: the input has no audio track) -> ModelInputs."""
+    def __call__(self, frames, audio: np.ndarray | None, sample_rate: int = SAMPLE_RATE, use_audio: bool = True,
+                 audio_window: str | int | None = None) -> ModelInputs:
+        """RGB frames (any count) and mono audio (None: the input has no audio track) -> ModelInputs, the audio
+        under the ``audio_window`` policy (checked; default: the processor's own)."""
         if not use_audio:
             return ModelInputs(self.pixels(frames), None, "not used")
+        policy = self.audio_window if audio_window is None else self.check_audio_window(audio_window)
         waveform = silence() if audio is None else resample(np.asarray(audio, np.float32), sample_rate)
-        seconds = self.window_seconds(len(waveform))
+        seconds = self.window_seconds(len(waveform), policy)
         return ModelInputs(self.pixels(frames), self.features(waveform, seconds),
                            "present" if audio is not None else "missing", seconds, waveform)
 

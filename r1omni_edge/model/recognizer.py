@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..labels import DEFAULT_LABEL_SET, label_set
-from ..pipeline.recognizer import MODES, Recognizer
+from ..pipeline.recognizer import Recognizer
 from ..prompt import INSTRUCTION, PromptTokenizer
 from .accelerated import AcceleratedEngine
 from .checkpoint import LoadReport, load_model
@@ -17,7 +17,7 @@ from .engine import TorchEngine
 from .omni import OmniModel
 from .towers import load_bert_tokenizer
 
-__all__ = ["MODES", "TorchRecognizer"]
+__all__ = ["TorchRecognizer"]
 
 
 class TorchRecognizer(Recognizer):

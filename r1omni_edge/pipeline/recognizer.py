@@ -12,6 +12,7 @@ step faster on their own device say so (``FusedGreedy``, ``FusedLabels``) and th
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,8 +24,9 @@ from ..labels import normalize_label
 from ..media import SAMPLE_RATE
 from ..media.audio_gate import make_audio_gate
 from ..media.processor import ModelInputs, Processor
-from ..prompt import (LABEL_ONLY_SUFFIX, MODES, constant_prefix, parse_answer, placeholder_media, prompt_positions,
+from ..prompt import (LABEL_ONLY_SUFFIX, constant_prefix, parse_answer, placeholder_media, prompt_positions,
                       split_at_placeholders)
+from ..recognition import RecognitionOptions
 from ..result import Result
 from .engine import Engine, EngineInfo, FusedGreedy, FusedLabels, capacity_error
 from .generation import DecodedAnswer, TokenizerView, generate
@@ -77,7 +79,8 @@ class Recognizer:
         # the most positions an answer takes beyond the free tokens: the forced "</think>\n<answer>" and a label
         self._answer_room = len(encode("</think>\n<answer>")) + max(map(len, self.vocab.label_sequences.values()))
         self._prefix: dict[tuple[int, ...], Any] = {}
-        self._audio_gate = None  # an audio gate (media/audio_gate.py), or None: every window's audio is encoded
+        self.options = RecognitionOptions()  # what a recognize() call that brings none is asked to do
+        self._audio_gates: dict[str, Any] = {}  # name -> the audio gate (media/audio_gate.py), made once
         self._silence: dict[int, Any] = {}  # window seconds -> the audio part's output for silence
         start = time.perf_counter()
         for use_audio in (True, False):
@@ -86,23 +89,38 @@ class Recognizer:
 
     @property
     def audio_window(self) -> str | int:
-        """The audio-window policy: ``full`` (the published 30 s), ``fit`` (the audio's length, bucketed) or
-        seconds; checked against what the engine's audio part accepts when set."""
-        return self.processor.audio_window
+        """The default options' audio-window policy: ``full`` (the published 30 s), ``fit`` (the audio's length,
+        bucketed) or seconds; checked against what the engine's audio part accepts when set."""
+        return self.options.audio_window
 
     @audio_window.setter
     def audio_window(self, policy: str | int) -> None:
-        self.processor.set_audio_window(policy)
+        self.options = replace(self.options, audio_window=self.processor.check_audio_window(policy))
 
     @property
     def audio_gate(self) -> str:
-        """``off`` (the published path), ``energy`` or ``vad``: a window the gate calls silent gets the audio part's
-        output for silence of its window length (computed once) instead of running the encoder."""
-        return self._audio_gate.name if self._audio_gate is not None else "off"
+        """The default options' audio gate: ``off`` (the published path), ``energy`` or ``vad``: a window the gate
+        calls silent gets the audio part's output for silence of its window length (computed once) instead of
+        running the encoder."""
+        return self.options.audio_gate
 
     @audio_gate.setter
     def audio_gate(self, name: str) -> None:
-        self._audio_gate = make_audio_gate(name)
+        self._gate(name)  # made now: a gate that cannot be made here (vad without its package) fails when chosen
+        self.options = replace(self.options, audio_gate=name)
+
+    def check(self, options: RecognitionOptions) -> RecognitionOptions:
+        """``options`` checked against this engine now (its audio window; its audio gate made), so that a job fails
+        before its first clip or window, not at it."""
+        self.processor.check_audio_window(options.audio_window)
+        self._gate(options.audio_gate)
+        return options
+
+    def _gate(self, name: str):
+        """The audio gate called ``name`` (None for off), made once."""
+        if name not in self._audio_gates:
+            self._audio_gates[name] = make_audio_gate(name)
+        return self._audio_gates[name]
 
     def silence_embeds(self, seconds: int) -> Any:
         """What the audio part makes of a silent ``seconds`` window: exactly what it computes for a silent track."""
@@ -134,26 +152,30 @@ class Recognizer:
         return self.engine.join([self.engine.embed(ids)])
 
     def prepare(self, frames, audio: np.ndarray | None, sample_rate: int = SAMPLE_RATE,
-                use_audio: bool = True) -> ModelInputs:
-        """The processor, then every stage."""
-        inputs = self.processor(frames, audio, sample_rate, use_audio)
+                use_audio: bool = True, audio_window: str | int | None = None) -> ModelInputs:
+        """The processor (under ``audio_window``, default the default options'), then every stage."""
+        policy = self.options.audio_window if audio_window is None else audio_window
+        inputs = self.processor(frames, audio, sample_rate, use_audio, policy)
         for stage in self.stages:
             inputs = stage(inputs)
         return inputs
 
     # ---- the whole flow -------------------------------------------------------------------------------------------
     def recognize(self, frames, audio: np.ndarray | None, sample_rate: int = SAMPLE_RATE, *, use_audio: bool = True,
-                  mode: str = "full", max_new_tokens: int | None = None, max_think_tokens: int | None = None,
-                  constrain: bool | None = None, timings: dict[str, float] | None = None) -> Result:
+                  options: RecognitionOptions | None = None, timings: dict[str, float] | None = None,
+                  **changes: Any) -> Result:
         """RGB frames (any count) and mono audio (None: no track, silence is fed) -> Result.
 
-        ``use_audio=False`` is the explicit video-only prompt. ``mode="label"`` skips the reasoning: the prompt ends
-        in an empty think block and ``<answer>``, and the label comes from the label set right after prefill, with
-        a probability for each label. ``constrain=False`` is plain greedy decoding, the published model's.
+        ``options`` says what to do (default: ``self.options``); keyword ``changes`` (``mode="label"``, ...) are
+        a shorthand for a copy of it with those fields changed. ``use_audio=False`` is the explicit video-only
+        prompt. Label mode skips the reasoning: the prompt ends in an empty think block and ``<answer>``, and the
+        label comes from the label set right after prefill, with a probability for each label. ``constrain=False``
+        is plain greedy decoding, the published model's.
         """
-        if mode not in MODES:
-            raise ValueError(f"mode {mode!r} is not one of {MODES}")
-        constrain = self.constrain if constrain is None else constrain
+        options = replace(options or self.options, **changes) if changes else options or self.options
+        mode, max_new_tokens, max_think_tokens = options.mode, options.max_new_tokens, options.max_think_tokens
+        constrain = self.constrain if options.constrain is None else options.constrain
+        audio_gate = self._gate(options.audio_gate)
         engine = self.engine
         sync = getattr(engine, "synchronize", None)
         timings = dict(timings or {})
@@ -167,7 +189,7 @@ class Recognizer:
             timings[name] = round((now - clock) * 1e3, 3)
             clock = now
 
-        inputs = self.prepare(frames, audio, sample_rate, use_audio)
+        inputs = self.prepare(frames, audio, sample_rate, use_audio, options.audio_window)
         lap("preprocess")
         if engine.gate() is not None:  # computed at run time (once per instruction), not folded into the vision part
             lap("gate")
@@ -180,8 +202,8 @@ class Recognizer:
             lap("vision")
             audio_embeds = None
             if inputs.input_features is not None:
-                if self._audio_gate is not None:
-                    gated = bool(self._audio_gate.is_silent(inputs.waveform))
+                if audio_gate is not None:
+                    gated = bool(audio_gate.is_silent(inputs.waveform))
                     lap("audio_gate")
                 audio_embeds = (self.silence_embeds(inputs.audio_seconds) if gated
                                 else engine.audio(inputs.input_features))
@@ -192,14 +214,13 @@ class Recognizer:
             timings["prefill"] = round(generated.prefill_ms, 3)
             timings["decode"] = round(generated.decode_ms, 3)
             timings["decode_per_token"] = round(generated.decode_ms / max(generated.generated_tokens, 1), 3)
-        timings["prompt_tokens"] = generated.prompt_length
-        timings["generated_tokens"] = generated.generated_tokens
         parsed = parse_answer((LABEL_ONLY_SUFFIX if mode == "label" else "") + generated.text)  # the suffix was prompt
         label = generated.label if generated.label is not None else normalize_label(parsed.answer, self.labels)
         return Result(label=label, answer=parsed.answer, reasoning=parsed.reasoning, text=generated.text,
                       token_ids=generated.token_ids, audio=inputs.audio, timings_ms=timings,
                       probabilities=generated.probabilities, notes=list(inputs.notes),
-                      audio_window=inputs.audio_seconds, audio_gated=gated)
+                      audio_window=inputs.audio_seconds, audio_gated=gated, prompt_tokens=generated.prompt_length,
+                      generated_tokens=generated.generated_tokens)
 
     def _generate(self, ids: list[int], video: Any, audio: Any | None, mode: str, constrain: bool, lap,
                   max_new_tokens: int, max_think_tokens: int | None, audio_seconds: int | None = None) -> DecodedAnswer:
