@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
 from ..engines import BACKENDS
@@ -14,8 +13,6 @@ from ..prompt import MODES
 from .common import refuse
 from .options import (LABEL_SET_NAMES, MAX_NEW_TOKENS_HELP, POSITIVE_INT, add_audio_front_end, add_backend_args,
                       add_job_args, add_model_args, recognition_options)
-
-log = logging.getLogger("r1omni_edge")
 
 
 def register(sub) -> None:
@@ -118,18 +115,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import dataclasses
-    import tempfile
-    from pathlib import Path
-
-    from ..batch.archive import list_archive
-    from ..batch.report import write_report
-    from ..batch.store import ResultStore
-    from ..evaluation import agreement, evaluate_rows
     from ..labels import DEFAULT_LABEL_SET, label_set
     from ..open import bundle_label_set, kind_options, misplaced
 
     job = _job()
+    from ..batch.evaluate import labelled_clips, run_eval
+
     if (args.model is None) == (args.bundle is None):
         raise InputError("give either --model DIR (PyTorch) or --bundle DIR (runtime), not both or neither")
     instruction, model_options = None, {}
@@ -147,65 +138,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
         model_options = {name: value for name, value in kind_options(vars(args), "checkpoint").items()
                          if name != "labels"}  # the label set travels as the job's own option
     labels = label_set(names)
-    clips = list_archive(args.data, labels, args.data_root)
-    unlabelled = [clip.path for clip in clips if clip.truth is None]
-    if not clips or unlabelled:
-        raise InputError(f"{args.data}: " + (f"{len(unlabelled)} of {len(clips)} clips have no label (e.g. "
-                                             f"{unlabelled[0]})" if clips else "no clips")
-                         + "; eval needs a label for each: the published format's answer, a 'label' column, or "
-                           "folders named by label")
-    if instruction is not None:
-        other = sum(clip.instruction is not None and clip.instruction != instruction for clip in clips)
-        if other:
-            log.warning("%d of %d rows ask another instruction; the bundle answers the one it was exported with",
-                        other, len(clips))
+    clips = labelled_clips(args.data, labels, args.data_root, instruction)
     options = job.BatchOptions(recognition=recognition_options(args), workers=args.workers,
                                ray_address=args.ray_address, batch_size=args.batch_size,
                                backend=args.backend if args.bundle else "cpu", threads=args.threads, labels=names,
                                model_options=model_options)
-    model, exact = args.bundle or args.model, not args.synonyms
-
-    def evaluate(output: Path, opts, what: str):
-        progress, close = _job_progress(what)
-        try:
-            job.run_batch(model, clips, output, opts, progress, report=False)
-        finally:
-            close()
-        return evaluate_rows(clips, ResultStore(output).read(), labels, exact)
-
-    with tempfile.TemporaryDirectory(prefix="r1omni-eval-") as scratch:
-        output = Path(args.output) if args.output else Path(scratch) / "rows.jsonl"
-        recognition = options.recognition
-        policy = (recognition.audio_window, recognition.audio_gate)
-        published = None
-        if policy != ("full", "off"):  # a faster audio front end: measured against the published one, side by side
-            reference = dataclasses.replace(
-                options, recognition=dataclasses.replace(recognition, audio_window="full", audio_gate="off"))
-            published = evaluate(output.with_name(f"{output.stem}.published{output.suffix}"), reference, "published")
-        result = evaluate(output, options, "eval")
-    same = agreement(result, published) if published is not None else None
-    report = {**result.metrics(), "confusion": result.confusion, "predictions": result.predictions,
-              "errors": result.errors}
-    if published is not None:
-        report.update(audio_window=policy[0], audio_gate=policy[1], published=published.metrics(),
-                      agreement_with_published=same)
-    if args.output:
-        names_seen, matrix = result.confusion
-        scores = {"clips": len(clips), "errors": len(result.errors), **result.metrics(), "labels": names_seen,
-                  "confusion": matrix, **{k: report[k] for k in ("published", "agreement_with_published")
-                                          if k in report}}
-        report["files"] = [str(path) for path in write_report(scores, Path(args.output))]
+    report = run_eval(args.bundle or args.model, clips, labels, options, args.output, exact=not args.synonyms,
+                      progress=_job_progress)
+    result, published, same = report.result, report.published, report.agreement
+    front_end = (options.recognition.audio_window, options.recognition.audio_gate)
     for path, error in result.errors.items():
         print(f"r1omni-edge eval: {path}: {error} (counted as wrong)", file=sys.stderr)
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(report.to_dict(front_end)))
     elif published is None:
         print(result.table())
     else:
         print(f"published audio front end (window full, gate off):\n{published.table()}\n")
-        print(f"audio window {policy[0]}, gate {policy[1]}:\n{result.table()}\n")
+        print(f"audio window {front_end[0]}, gate {front_end[1]}:\n{result.table()}\n")
         print(f"agreement with the published front end on {same['samples']} clips: label {100 * same['label']:.1f}%, "
               f"identical tokens {100 * same['identical_tokens']:.1f}%, token prefix {100 * same['token_prefix']:.1f}%")
-    if args.output and not args.json:
-        print("\n".join(f"  {path}" for path in report["files"]))
+    if report.files and not args.json:
+        print("\n".join(f"  {path}" for path in report.files))
     return 0
