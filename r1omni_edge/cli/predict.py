@@ -46,21 +46,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise InputError("give either --model DIR (PyTorch) or --bundle DIR (runtime), not both or neither")
     clip = Path(args.clip)
     check_clip_file(clip)  # fail before the (slow) model load
-    if args.bundle is not None:
-        values = vars(args)
-        torch_only = misplaced(values, "bundle")
-        device_flags = flags([option for option in torch_only if option.role == "device"], values)
-        exported = flags([option for option in torch_only if option.role != "device"], values)
-        refuse(flags(torch_only, values), "to --model (PyTorch), not to a bundle"
-               + ("; a bundle picks its device with --backend (cuda, tensorrt, engine)" if device_flags else "")
-               + (f"; a bundle fixed the model's settings at export (see its manifest): export it again with "
-                  f"{', '.join(exported)}" if exported else ""))
-        recognizer = open_bundle(args)
-        options = recognizer.check(recognition_options(args))
-        result = recognizer.recognize_file(clip, use_audio=not args.video_only, options=options)
-        _notes(recognizer, result)
-        _print_result(result, args.json)
-        return 0
+    recognizer = _open_bundle(args) if args.bundle is not None else _open_checkpoint(args)
+    options = recognizer.check(recognition_options(args))
+    result = recognizer.recognize_file(clip, use_audio=not args.video_only, options=options)
+    _notes(recognizer, result)
+    _print_result(result, args.json)
+    return 0
+
+
+def _open_bundle(args: argparse.Namespace):
+    """--bundle, after refusing the flags that belong to a checkpoint."""
+    values = vars(args)
+    torch_only = misplaced(values, "bundle")
+    device_flags = flags([option for option in torch_only if option.role == "device"], values)
+    exported = flags([option for option in torch_only if option.role != "device"], values)
+    refuse(flags(torch_only, values), "to --model (PyTorch), not to a bundle"
+           + ("; a bundle picks its device with --backend (cuda, tensorrt, engine)" if device_flags else "")
+           + (f"; a bundle fixed the model's settings at export (see its manifest): export it again with "
+              f"{', '.join(exported)}" if exported else ""))
+    return open_bundle(args)
+
+
+def _open_checkpoint(args: argparse.Namespace):
+    """--model on its device, after refusing the flags that belong to a bundle."""
     runtime_only = [option.flag for option in misplaced(vars(args), "checkpoint")]
     runtime_only += [flag for flag, given in (("--max-think-tokens", args.max_think_tokens is not None),
                                               ("--free-answer", args.free_answer)) if given]
@@ -72,13 +80,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise InputError("--device cuda: PyTorch sees no CUDA device here; use --device cpu")
     if args.compile and device != "cuda":
         raise InputError("--compile applies to --device cuda (the CPU path decodes with the dynamic cache)")
-    recognizer = open_checkpoint(args, device=device, dtype=args.dtype, labels=args.labels,
-                                  instruction=args.instruction, resize_mode=args.resize, compile=args.compile)
-    options = recognizer.check(recognition_options(args))
-    result = recognizer.recognize_file(clip, use_audio=not args.video_only, options=options)
-    _notes(recognizer, result)
-    _print_result(result, args.json)
-    return 0
+    return open_checkpoint(args, device=device, dtype=args.dtype, labels=args.labels, instruction=args.instruction,
+                           resize_mode=args.resize, compile=args.compile)
 
 
 def _notes(recognizer, result) -> None:
