@@ -14,9 +14,9 @@ import pytest
 pytest.importorskip("ray")
 
 from r1omni_edge.batch.job import BatchOptions, run_batch  # noqa: E402
-from r1omni_edge.recognition import RecognitionOptions  # noqa: E402
 from r1omni_edge.batch.store import ResultStore  # noqa: E402
 from r1omni_edge.labels import confusion_matrix, uar, war  # noqa: E402
+from r1omni_edge.recognition import RecognitionOptions  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -229,6 +229,25 @@ def test_an_unwritable_output_stops_the_job_before_ray_starts(suffix, bundles, a
     with pytest.raises(OutputError, match=f"^{blocker}(/rows{suffix})?: --output: cannot write there .*(a file is "
                                          "where a directory should be|a part of the path is a file)"):
         run_batch(bundles["fp32"][1], archive, blocker / f"rows{suffix}", BatchOptions())
+
+
+def test_without_an_address_ray_starts_its_own_instance(monkeypatch):
+    """ray.init() alone joins the cluster `ray start` last left on the machine; the job asks for a new local instance
+    unless --ray-address or RAY_ADDRESS (as `ray job submit` sets it) names a cluster."""
+    import ray
+
+    from r1omni_edge.batch import job
+
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    job._start_ray(job.cluster_address(None))
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6380")
+    job._start_ray(job.cluster_address(None))
+    job._start_ray(job.cluster_address("ray://head:10001"))
+    assert [call["address"] for call in calls] == ["local", "127.0.0.1:6380", "ray://head:10001"]
+    assert "num_cpus" in calls[0] and "num_cpus" not in calls[1]
 
 
 @pytest.fixture

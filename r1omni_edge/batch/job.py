@@ -141,6 +141,12 @@ ROW_KEYS = ("path", "sha256", "bytes", "truth", "label", "answer", "probabilitie
             "worker")
 
 
+def cluster_address(asked: str | None) -> str | None:
+    """The cluster the job joins: --ray-address, else RAY_ADDRESS (as `ray job submit` sets it), else None: Ray
+    embedded on this machine, even where a cluster started by `ray start` runs here (ray.init() would join that)."""
+    return asked or os.environ.get("RAY_ADDRESS") or None
+
+
 def _start_ray(address: str | None) -> None:
     import ray
     from ray.data import DataContext
@@ -149,9 +155,9 @@ def _start_ray(address: str | None) -> None:
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # its C++ warnings are for Ray's developers
         if address:
             ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
-        else:
-            ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, logging_level=logging.ERROR,
-                     log_to_driver=False)
+        else:  # "local": a new instance, never the latest one `ray start` left on this machine
+            ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
+                     logging_level=logging.ERROR, log_to_driver=False)
     context = DataContext.get_current()
     context.enable_progress_bars = False  # the job shows its own: clips, rate, errors
     logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # a failure is raised to the caller, once, in our words
@@ -200,9 +206,10 @@ def run_batch(model: str | Path, source: str | Path | list[ArchiveClip], output:
     if pending:
         import ray.data
 
-        _start_ray(options.ray_address)
+        address = cluster_address(options.ray_address)
+        _start_ray(address)
         # Ray's reservation per worker: this machine's cores shared out (on a cluster, one core: nodes differ)
-        cpus = max(1, (os.cpu_count() or 1) // options.workers) if not options.ray_address else 1
+        cpus = max(1, (os.cpu_count() or 1) // options.workers) if not address else 1
         # a block per actor call, so that every worker gets clips from the start
         items = [{"path": c.path, "truth": c.truth or "", "instruction": c.instruction or "", "use_audio": c.use_audio}
                  for c in pending]

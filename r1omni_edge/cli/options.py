@@ -84,7 +84,8 @@ def add_job_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--workers", type=POSITIVE_INT, default=1, help="model copies (Ray actors), each loaded once")
     group.add_argument("--batch-size", type=POSITIVE_INT, default=4, help="clips per actor call and per write")
     group.add_argument("--ray-address", metavar="ADDR",
-                       help="join a Ray cluster (auto, ray://host:port); without it Ray runs on this machine")
+                       help="join a Ray cluster (auto, ray://host:port; default $RAY_ADDRESS); without either, a new "
+                            "Ray instance runs on this machine")
 
 
 def add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
