@@ -236,6 +236,7 @@ class PromptSpec(Section):
 class GenerationSpec(Section):
     max_new_tokens: int
     greedy: bool = True
+    answer_room: int | None = None  # positions an answer takes past max_new_tokens (bundles before it: computed)
 
 
 @dataclass
@@ -392,6 +393,8 @@ class Manifest:
             if value < 1:
                 problems.append(f"{'generation' if key == 'max_new_tokens' else 'model'}.{key}: must be at least "
                                 f"1, got {value}")
+        if self.generation.answer_room is not None and self.generation.answer_room < 1:
+            problems.append(f"generation.answer_room: must be at least 1, got {self.generation.answer_room}")
         return problems
 
     def part_path(self, directory: Path, part: str) -> Path:

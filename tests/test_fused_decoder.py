@@ -114,6 +114,28 @@ def test_a_prompt_longer_than_the_buffer_is_refused(recognizer, bundles, clips, 
         export_bundle(recognizer, tmp_path / "fp32", ExportOptions(precision="fp32", kv_capacity=64))
 
 
+def test_the_answer_room_and_the_prompt_prefix_are_computed_at_export_and_read_back(recognizer, bundles):
+    """One function each (pipeline.generation.answer_room, prompt.constant_prefix) at export, written to the
+    manifest; the runtime takes them from there, and the KV buffer was sized with that room."""
+    from r1omni_edge.export.exporter import KV_CAPACITY_STEP
+    from r1omni_edge.engines import BundleRecognizer
+    from r1omni_edge.pipeline.generation import answer_room
+    from r1omni_edge.prompt import constant_prefix, prompt_positions
+
+    manifest, path = bundles["int8"]
+    room = manifest.generation.answer_room
+    assert room == answer_room(recognizer.vocab.encode, recognizer.label_sequences) and 0 < room < 32
+    runtime = BundleRecognizer.from_bundle(path, backend="cpu")
+    assert runtime.info.answer_room == room
+    for use_audio, name in ((True, "video_audio"), (False, "video_only")):
+        ids = manifest.prompt[name].ids
+        assert runtime.engine.prompt_prefix(use_audio) == manifest.prompt[name].prefix_ids == constant_prefix(ids)
+    longest = max(prompt_positions(p.ids, manifest.model.visual_tokens, manifest.model.audio_tokens)
+                  for p in manifest.prompt.values())
+    need = longest + manifest.generation.max_new_tokens + room
+    assert manifest.kv_capacity == -(-need // KV_CAPACITY_STEP) * KV_CAPACITY_STEP
+
+
 def test_the_manifest_states_the_decoders_and_checks_them(bundles):
     """Each part's attention kind and the buffer's capacity are in the manifest; a prefill part must be the
     decoder's twin; a fused decoder needs a fixed capacity; version 2 manifests (plain decoders) still load."""

@@ -52,7 +52,7 @@ class BundleEngine:
                                stop_ids=frozenset(manifest.tokens.stop_ids),
                                max_new_tokens=manifest.generation.max_new_tokens, visual_tokens=model.visual_tokens,
                                audio_tokens=model.audio_tokens, audio_range=preprocess.audio_range,
-                               kv_capacity=manifest.kv_capacity)
+                               kv_capacity=manifest.kv_capacity, answer_room=manifest.generation.answer_room)
         (self.vision_input,), (self.vision_output,) = (manifest.parts["vision"].input_names,
                                                        manifest.parts["vision"].output_names)
         (self.audio_input,), (self.audio_output,) = (manifest.parts["audio"].input_names,
@@ -63,6 +63,9 @@ class BundleEngine:
 
     def prompt_ids(self, use_audio: bool) -> list[int]:
         return list(self.manifest.prompt["video_audio" if use_audio else "video_only"].ids)
+
+    def prompt_prefix(self, use_audio: bool) -> list[int]:
+        return list(self.manifest.prompt["video_audio" if use_audio else "video_only"].prefix_ids)  # from export
 
     def gate(self) -> None:
         return None  # folded into the vision part at export (manifest.gate records it)

@@ -28,7 +28,8 @@ from ..labels import DEFAULT_LABEL_SET, label_set
 from ..media.audio import CHUNK_SECONDS, N_MELS, SAMPLE_RATE
 from ..media.frames import IMAGE_SIZE
 from ..model.recognizer import TorchRecognizer
-from ..pipeline.generation import ANSWER_ROOM
+from ..label_choice import label_sequences
+from ..pipeline.generation import answer_room
 from ..prompt import AUDIO_TOKEN_INDEX, IMAGE_TOKEN_INDEX, VIDEO_TOKEN_INDEX, constant_prefix, prompt_positions
 from .onnx_io import export_module, save_model
 from .parts import (FUSED_ATTENTION_OPSET, AudioPart, DecoderPart, FusedDecoderPart, VisionPart,
@@ -69,11 +70,11 @@ def _prompt_pieces(recognizer: TorchRecognizer, instruction: str) -> dict[str, P
     return pieces
 
 
-def kv_capacity(pieces: dict[str, PromptSpec], visual: int, audio: int, max_new_tokens: int) -> int:
+def kv_capacity(pieces: dict[str, PromptSpec], visual: int, audio: int, max_new_tokens: int, room: int) -> int:
     """What the longest prompt (media placeholders as their vectors, audio at its longest window), the reasoning
     and the answer can take, rounded up to ``KV_CAPACITY_STEP``."""
     longest = max(prompt_positions(piece.ids, visual, audio) for piece in pieces.values())
-    need = longest + max_new_tokens + ANSWER_ROOM
+    need = longest + max_new_tokens + room
     return -(-need // KV_CAPACITY_STEP) * KV_CAPACITY_STEP
 
 
@@ -162,11 +163,13 @@ def export_bundle(recognizer: TorchRecognizer, out: str | Path, options: ExportO
                 {AUDIO_INPUT: {2: MEL_FRAMES}, AUDIO_OUTPUT: {0: AUDIO_POSITIONS}} if dynamic_audio else None)
 
         pieces = _prompt_pieces(recognizer, instruction)
+        encode = recognizer.engine.text.encode_text
+        room = answer_room(encode, label_sequences(encode, label_set(options.labels)))
         fused_decoder = plan.parts["decoder"].attention == FUSED_DECODER
         capacity = None
         if fused_decoder:
             capacity = options.kv_capacity or kv_capacity(pieces, visual, audio_tokens(window_range[1]),
-                                                          options.max_new_tokens)
+                                                          options.max_new_tokens, room)
             if capacity > config.max_position_embeddings:
                 raise InputError(f"--kv-capacity {capacity} is more than the model's {config.max_position_embeddings} "
                                  "positions; lower --kv-capacity or --max-new-tokens")
@@ -252,7 +255,7 @@ def export_bundle(recognizer: TorchRecognizer, out: str | Path, options: ExportO
             prompt=pieces,
             labels=list(label_set(options.labels)),
             label_set=options.labels,
-            generation=GenerationSpec(max_new_tokens=options.max_new_tokens, greedy=True),
+            generation=GenerationSpec(max_new_tokens=options.max_new_tokens, greedy=True, answer_room=room),
             preprocess=PreprocessSpec(resize_mode=options.resize_mode, num_frames=frames, image_size=IMAGE_SIZE,
                                       sample_rate=SAMPLE_RATE, audio_seconds=options.audio_seconds,
                                       missing_audio="silence", audio_window_range=window_range),

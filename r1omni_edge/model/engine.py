@@ -12,7 +12,7 @@ from ..config import audio_tokens, visual_tokens
 from ..media.audio import CHUNK_SECONDS, N_MELS
 from ..media.frames import IMAGE_SIZE
 from ..pipeline.engine import EngineInfo
-from ..prompt import PromptTokenizer
+from ..prompt import PromptTokenizer, constant_prefix
 from .decoder import qwen2_forward, rope_inverse_frequencies
 from .omni import OmniModel
 
@@ -41,6 +41,9 @@ class TorchEngine:
 
     def prompt_ids(self, use_audio: bool) -> list[int]:
         return self.text.encode_prompt(self.instruction, video=True, audio=use_audio)
+
+    def prompt_prefix(self, use_audio: bool) -> list[int]:
+        return constant_prefix(self.prompt_ids(use_audio))
 
     @torch.inference_mode()
     def gate_for(self, instruction: str) -> torch.Tensor:

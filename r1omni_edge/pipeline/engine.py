@@ -32,6 +32,7 @@ class EngineInfo:
     audio_tokens: int  # what the audio part makes of audio_seconds (config.audio_tokens)
     audio_range: tuple[int, int]  # the shortest and longest window (seconds) the audio part accepts
     kv_capacity: int | None  # positions the decoder's cache holds (a fixed buffer), or None: no bound
+    answer_room: int | None = None  # positions an answer takes past its free tokens, where the model records it
 
 
 def capacity_error(needed: int, capacity: int) -> InputError:
@@ -56,6 +57,9 @@ class Engine(Protocol):
 
     def prompt_ids(self, use_audio: bool) -> list[int]:
         """The prompt's token ids, media as their (negative) placeholder ids."""
+
+    def prompt_prefix(self, use_audio: bool) -> list[int]:
+        """The prompt's ids before its first placeholder: the same for every clip, so their KV is computed once."""
 
     def gate(self) -> Any | None:
         """The instruction's (video, body, face) weights of the projector's branches, or None where the vision part

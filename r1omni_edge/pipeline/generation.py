@@ -23,9 +23,12 @@ from ..label_choice import choose_label
 from ..prompt import LABEL_ONLY_SUFFIX
 
 Decoder = Callable[[np.ndarray, np.ndarray, Any], tuple[np.ndarray, Any]]
-# Positions an answer may take beyond max_new_tokens: the forced ``</think>\n<answer>`` and the label's tokens (what
-# the export leaves free in a fixed-size KV buffer).
-ANSWER_ROOM = 32
+
+
+def answer_room(encode: Callable[[str], list[int]], label_sequences: dict[str, list[int]]) -> int:
+    """The most positions an answer takes beyond its free tokens: the forced ``</think>\n<answer>`` and the longest
+    label (what a fixed-size KV buffer must leave free past max_new_tokens). Computed at export into the manifest."""
+    return len(encode("</think>\n<answer>")) + max(map(len, label_sequences.values()))
 
 
 @dataclass

@@ -24,12 +24,12 @@ from ..labels import normalize_label
 from ..media import SAMPLE_RATE
 from ..media.audio_gate import make_audio_gate
 from ..media.processor import ModelInputs, Processor
-from ..prompt import (LABEL_ONLY_SUFFIX, constant_prefix, parse_answer, placeholder_media, prompt_positions,
+from ..prompt import (LABEL_ONLY_SUFFIX, parse_answer, placeholder_media, prompt_positions,
                       split_at_placeholders)
 from ..recognition import RecognitionOptions
 from ..result import Result
 from .engine import Engine, EngineInfo, FusedGreedy, FusedLabels, capacity_error
-from .generation import DecodedAnswer, TokenizerView, generate
+from .generation import DecodedAnswer, TokenizerView, answer_room, generate
 
 Stage = Callable[[ModelInputs], ModelInputs]
 
@@ -76,15 +76,14 @@ class Recognizer:
         self.labels = tuple(info.labels)
         self.vocab = TokenizerView(encode, engine.text.decode, set(info.stop_ids), label_sequences(encode, self.labels))
         self.label_suffix_ids = encode(LABEL_ONLY_SUFFIX)
-        # the most positions an answer takes beyond the free tokens: the forced "</think>\n<answer>" and a label
-        self._answer_room = len(encode("</think>\n<answer>")) + max(map(len, self.vocab.label_sequences.values()))
+        self._answer_room = info.answer_room or answer_room(encode, self.vocab.label_sequences)  # the export's
         self._prefix: dict[tuple[int, ...], Any] = {}
         self.options = RecognitionOptions()  # what a recognize() call that brings none is asked to do
         self._audio_gates: dict[str, Any] = {}  # name -> the audio gate (media/audio_gate.py), made once
         self._silence: dict[int, Any] = {}  # window seconds -> the audio part's output for silence
         start = time.perf_counter()
         for use_audio in (True, False):
-            self._prefix_cache(constant_prefix(engine.prompt_ids(use_audio)))
+            self._prefix_cache(engine.prompt_prefix(use_audio))
         self.load_ms = {"prefix_kv": round((time.perf_counter() - start) * 1e3, 3)}
 
     @property
@@ -208,8 +207,8 @@ class Recognizer:
                 audio_embeds = (self.silence_embeds(inputs.audio_seconds) if gated
                                 else engine.audio(inputs.input_features))
                 lap("audio")
-            generated = self._generate(ids, video, audio_embeds, mode, constrain, lap,
-                                       max_new_tokens or self.info.max_new_tokens, max_think_tokens,
+            generated = self._generate(ids, engine.prompt_prefix(use_audio), video, audio_embeds, mode, constrain,
+                                       lap, max_new_tokens or self.info.max_new_tokens, max_think_tokens,
                                        inputs.audio_seconds)
             timings["prefill"] = round(generated.prefill_ms, 3)
             timings["decode"] = round(generated.decode_ms, 3)
@@ -222,8 +221,9 @@ class Recognizer:
                       audio_window=inputs.audio_seconds, audio_gated=gated, prompt_tokens=generated.prompt_length,
                       generated_tokens=generated.generated_tokens)
 
-    def _generate(self, ids: list[int], video: Any, audio: Any | None, mode: str, constrain: bool, lap,
-                  max_new_tokens: int, max_think_tokens: int | None, audio_seconds: int | None = None) -> DecodedAnswer:
+    def _generate(self, ids: list[int], prefix: list[int], video: Any, audio: Any | None, mode: str, constrain: bool,
+                  lap, max_new_tokens: int, max_think_tokens: int | None,
+                  audio_seconds: int | None = None) -> DecodedAnswer:
         engine = self.engine
         if mode == "full" and not constrain and isinstance(engine, FusedGreedy):  # the whole prompt, on the device
             embeds = splice(engine, ids, video, audio)
@@ -237,8 +237,7 @@ class Recognizer:
                 0 if mode == "label" else max_new_tokens)
             if needed > capacity:
                 raise capacity_error(needed, capacity)
-        prefix = constant_prefix(ids)
-        sequence = splice(engine, ids[len(prefix):], video, audio)
+        sequence = splice(engine, ids[len(prefix):], video, audio)  # the prefix's KV is cached
         lap("embed")
         return generate(engine.decoder, self._embed, sequence, self._prefix_cache(prefix), len(prefix), self.vocab,
                         max_new_tokens, max_think_tokens, constrain=constrain or mode == "label",
