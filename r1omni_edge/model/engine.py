@@ -38,9 +38,14 @@ class TorchEngine:
                                kv_capacity=None)
         self.inv_freq = rope_inverse_frequencies(model.llm).to(model.device)
         self._gates: dict[str, torch.Tensor] = {}
+        self._prompts: dict[tuple[str, bool], list[int]] = {}  # (instruction, use_audio) -> the prompt's ids
 
     def prompt_ids(self, use_audio: bool) -> list[int]:
-        return self.text.encode_prompt(self.instruction, video=True, audio=use_audio)
+        """Encoded once per instruction and prompt kind (the template and the tokenizer run once, not per clip)."""
+        key = (self.instruction, use_audio)
+        if key not in self._prompts:
+            self._prompts[key] = self.text.encode_prompt(self.instruction, video=True, audio=use_audio)
+        return list(self._prompts[key])
 
     def prompt_prefix(self, use_audio: bool) -> list[int]:
         return constant_prefix(self.prompt_ids(use_audio))

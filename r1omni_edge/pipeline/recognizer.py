@@ -171,7 +171,7 @@ class Recognizer:
         label comes from the label set right after prefill, with a probability for each label. ``constrain=False``
         is plain greedy decoding, the published model's.
         """
-        options = replace(options or self.options, **changes) if changes else options or self.options
+        options = replace(options or self.options, **changes)
         mode, max_new_tokens, max_think_tokens = options.mode, options.max_new_tokens, options.max_think_tokens
         constrain = self.constrain if options.constrain is None else options.constrain
         audio_gate = self._gate(options.audio_gate)
