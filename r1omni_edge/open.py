@@ -24,12 +24,15 @@ class Option:
     name: str  # open_recognizer's keyword
     kind: str  # the kind of directory that takes it
     role: str  # bundle: "runtime"; checkpoint: "towers" (where its parts are), "device" (where it runs) or "model"
-    dest: str = ""  # the command line's name for it, where it differs ("resize" for resize_mode)
+    dest: str = ""  # the command line's name for it ("resize" for resize_mode); default: its name
     off: Any = None  # its value when not given (a flag's False, --backend's auto)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dest", self.dest or self.name)
 
     @property
     def flag(self) -> str:
-        return "--" + (self.dest or self.name).replace("_", "-")
+        return "--" + self.dest.replace("_", "-")
 
 
 # Which options each kind of directory takes, by what they are about; the order is the order messages list them in.
@@ -53,15 +56,15 @@ def misplaced(values: dict[str, Any], kind: str, roles: tuple[str, ...] | None =
     """The options in ``values`` (keyed by their command-line names) given for the kind of directory that does not
     take them; ``roles`` narrows the search to those roles."""
     return [option for option in OPTIONS if option.kind != kind and (roles is None or option.role in roles)
-            and _given(option, values.get(option.dest or option.name))]
+            and _given(option, values.get(option.dest))]
 
 
 def kind_options(values: dict[str, Any], kind: str, roles: tuple[str, ...] | None = None) -> dict[str, Any]:
     """``open_recognizer``'s options for ``kind`` (of ``roles``), taken from ``values`` (command-line names), the
     given ones only."""
-    return {option.name: values[option.dest or option.name] for option in OPTIONS
+    return {option.name: values[option.dest] for option in OPTIONS
             if option.kind == kind and (roles is None or option.role in roles)
-            and _given(option, values.get(option.dest or option.name))}
+            and _given(option, values.get(option.dest))}
 
 
 def _given_for(path: str | Path, kind: str, options: dict[str, Any]) -> dict[str, Any]:

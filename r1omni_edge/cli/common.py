@@ -25,8 +25,8 @@ def open_checkpoint(args: argparse.Namespace, **options):
 
 def flags(options, values: dict) -> list[str]:
     """The flags of ``options`` (``open.Option``) as they were given: ``--labels dfew``, ``--compile``."""
-    return [option.flag if values[option.dest or option.name] is True
-            else f"{option.flag} {values[option.dest or option.name]}" for option in options]
+    return [option.flag if values[option.dest] is True
+            else f"{option.flag} {values[option.dest]}" for option in options]
 
 
 def refuse(given: list[str], why: str) -> None:
