@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from .errors import InputError
 from .media.audio_gate import AUDIO_GATES
-from .media.processor import parse_audio_window
+from .media.processor import AUDIO_LAYOUTS, parse_audio_window
 from .prompt import MODES
 
 
@@ -23,6 +23,7 @@ class RecognitionOptions:
     constrain: bool | None = None  # answer among the labels (True) or plain greedy (False); None: the model's own
     audio_window: str | int = "full"  # the audio encoder's window: full (the published 30 s), fit, or seconds
     audio_gate: str = "off"  # skip the audio encoder for a silent window: off (published), energy or vad
+    audio_layout: str = "compact"  # a window shorter than the full one in the prompt: compact, positions or tail
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -34,6 +35,8 @@ class RecognitionOptions:
         object.__setattr__(self, "audio_window", parse_audio_window(self.audio_window))
         if self.audio_gate not in AUDIO_GATES:
             raise RecognitionOptionError(f"audio gate {self.audio_gate!r}: use one of {', '.join(AUDIO_GATES)}")
+        if self.audio_layout not in AUDIO_LAYOUTS:
+            raise RecognitionOptionError(f"audio layout {self.audio_layout!r}: use one of {', '.join(AUDIO_LAYOUTS)}")
 
 
 # --fast-profile: the settings that bring a 2-core CPU closest to real time (docs/audio-front-end.md): the label

@@ -66,7 +66,7 @@ def audio_window_arg(text: str):
 
 def add_audio_front_end(parser: argparse.ArgumentParser) -> None:
     from ..media.audio_gate import AUDIO_GATES
-    from ..media.processor import FIT_BUCKETS
+    from ..media.processor import AUDIO_LAYOUTS, FIT_BUCKETS
 
     buckets = ", ".join(map(str, FIT_BUCKETS[:-1])) + f" or {FIT_BUCKETS[-1]}"
     parser.add_argument("--audio-window", type=audio_window_arg, default="full", metavar="full|fit|SECONDS",
@@ -77,6 +77,11 @@ def add_audio_front_end(parser: argparse.ArgumentParser) -> None:
                         help="skip the audio encoder for a silent window (its output for silence is reused): "
                              "energy (RMS below -50 dBFS) or vad (silero-vad: no speech; may drop laughter, crying, "
                              "music); default off, the published path")
+    parser.add_argument("--audio-layout", choices=AUDIO_LAYOUTS,
+                        help="how a window shorter than 30 s sits in the prompt: compact (its own vectors, the "
+                             "shortest prefill; default), positions (the text after it keeps the published position "
+                             "ids; not on int8 / int4 bundles) or tail (the encoder's output for silence fills the "
+                             "missing positions: the published prompt length)")
 
 
 def add_job_args(parser: argparse.ArgumentParser) -> None:

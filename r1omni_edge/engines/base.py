@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import EMBEDDINGS_FILE, TOKENIZER_DIR, Manifest
+from ..bundle import EMBEDDINGS_FILE, FUSED_DECODER, TOKENIZER_DIR, Manifest
 from ..pipeline.engine import EngineInfo
 
 
@@ -52,7 +52,8 @@ class BundleEngine:
                                stop_ids=frozenset(manifest.tokens.stop_ids),
                                max_new_tokens=manifest.generation.max_new_tokens, visual_tokens=model.visual_tokens,
                                audio_tokens=model.audio_tokens, audio_range=preprocess.audio_range,
-                               kv_capacity=manifest.kv_capacity, answer_room=manifest.generation.answer_room)
+                               kv_capacity=manifest.kv_capacity, answer_room=manifest.generation.answer_room,
+                               positions_follow_cache=manifest.parts["decoder"].attention == FUSED_DECODER)
         (self.vision_input,), (self.vision_output,) = (manifest.parts["vision"].input_names,
                                                        manifest.parts["vision"].output_names)
         (self.audio_input,), (self.audio_output,) = (manifest.parts["audio"].input_names,

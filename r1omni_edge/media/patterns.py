@@ -26,8 +26,13 @@ def make_frames(seconds: float = 2.0, fps: int = 10, size: tuple[int, int] = (16
     return frames
 
 
-def make_tone(seconds: float = 2.0, sample_rate: int = 44100, hz: float = 440.0, channels: int = 2) -> np.ndarray:
-    """(channels, samples) float32 sine, each channel at a slightly different level."""
+def make_tone(seconds: float = 2.0, sample_rate: int = 44100, hz: float = 440.0, channels: int = 2,
+              volume: float = 0.3, noise: float = 0.0, seed: int = 0) -> np.ndarray:
+    """(channels, samples) float32 sine of amplitude ``volume``, each channel at a slightly different level, plus
+    white noise of standard deviation ``noise``."""
     t = np.arange(int(seconds * sample_rate)) / sample_rate
-    wave = 0.3 * np.sin(2 * np.pi * hz * t)
-    return np.stack([wave * (1.0 - 0.2 * c) for c in range(channels)]).astype(np.float32)
+    wave = volume * np.sin(2 * np.pi * hz * t)
+    tone = np.stack([wave * (1.0 - 0.2 * c) for c in range(channels)])
+    if noise:
+        tone = tone + np.random.default_rng(seed).normal(0.0, noise, tone.shape)
+    return np.clip(tone, -1.0, 1.0).astype(np.float32)

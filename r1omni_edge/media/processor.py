@@ -23,6 +23,12 @@ AUDIO_STATES = ("present", "missing", "not used")
 # length rounded up to one of FIT_BUCKETS (few shapes, so engines and caches see few); a number is that many seconds.
 AUDIO_WINDOWS = ("full", "fit")
 FIT_BUCKETS = (1, 2, 4, 8, 15, 30)
+# How a window shorter than the full one sits in the prompt (docs/audio-front-end.md): "compact", its own vectors and
+# the text after them moved up (the shortest prefill); "positions", its own vectors with the text after them at the
+# position ids of the published 30 s layout (rotary embeddings: the same prefill, the text where training saw it);
+# "tail", its own vectors followed by the audio part's output for 30 s of silence at the missing positions, so the
+# prompt keeps the published length and layout.
+AUDIO_LAYOUTS = ("compact", "positions", "tail")
 # fit cuts up to this much rather than take the next bucket: decoders give a clip a few ms more audio than its length
 # (AAC's priming and padding), and a 2.02 s track should run as 2 s, not 4 s.
 FIT_SLACK_SECONDS = 0.1

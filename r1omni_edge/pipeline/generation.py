@@ -68,15 +68,18 @@ def _forced_text(text: str) -> str:
 
 def generate(decoder: Decoder, embed: Callable[[list[int]], np.ndarray], inputs_embeds: np.ndarray, cache: Any,
              past_length: int, vocab: TokenizerView, max_new_tokens: int, max_think_tokens: int | None = None,
-             constrain: bool = True, label_only: bool = False) -> DecodedAnswer:
-    """``inputs_embeds`` (1, S, hidden) continue a prompt whose first ``past_length`` positions are in ``cache``."""
+             constrain: bool = True, label_only: bool = False, positions: np.ndarray | None = None) -> DecodedAnswer:
+    """``inputs_embeds`` (1, S, hidden) continue a prompt whose first ``past_length`` positions are in ``cache``;
+    ``positions``: their position ids (default: on from ``past_length``), the answer's follow the last."""
     prompt_length = past_length + inputs_embeds.shape[1]
+    if positions is None:
+        positions = np.arange(past_length, prompt_length, dtype=np.int64)
     start = time.perf_counter()
-    out, cache = decoder(inputs_embeds, np.arange(past_length, prompt_length, dtype=np.int64)[None], cache)
+    out, cache = decoder(inputs_embeds, np.asarray(positions, np.int64)[None], cache)
     logits = out[0]
     prefill_ms = (time.perf_counter() - start) * 1e3
     start = time.perf_counter()
-    position = prompt_length
+    position = int(positions[-1]) + 1
 
     def step(ids: list[int], cache: Any, at: int) -> tuple[np.ndarray, Any]:
         out_logits, out_cache = decoder(embed(ids), np.arange(at, at + len(ids), dtype=np.int64)[None], cache)

@@ -24,9 +24,9 @@ from ..labels import normalize_label
 from ..media import SAMPLE_RATE
 from ..media.audio_gate import make_audio_gate
 from ..media.processor import ModelInputs, Processor
-from ..prompt import (LABEL_ONLY_SUFFIX, parse_answer, placeholder_media, prompt_positions,
+from ..prompt import (AUDIO_TOKEN_INDEX, LABEL_ONLY_SUFFIX, parse_answer, placeholder_media, prompt_positions,
                       split_at_placeholders)
-from ..recognition import RecognitionOptions
+from ..recognition import RecognitionOptionError, RecognitionOptions
 from ..result import Result
 from .engine import Engine, EngineInfo, FusedGreedy, FusedLabels, capacity_error
 from .generation import DecodedAnswer, TokenizerView, answer_room, generate
@@ -39,6 +39,20 @@ def prompt_length(ids: list[int], info: EngineInfo, audio_seconds: int | None = 
     by default the engine's own)."""
     audio = audio_tokens(audio_seconds) if audio_seconds else info.audio_tokens
     return prompt_positions(ids, info.visual_tokens, audio)
+
+
+def spliced_positions(ids: list[int], start: int, info: EngineInfo, audio_seconds: int | None,
+                      audio_positions: int | None = None) -> np.ndarray:
+    """The position ids of ``ids`` spliced with their media, from ``start``: one per vector, except that the audio
+    placeholder moves the text after it on by ``audio_positions`` (the "positions" layout: those of the full
+    window) rather than by the vectors it holds."""
+    media = placeholder_media(info.visual_tokens, audio_tokens(audio_seconds) if audio_seconds else info.audio_tokens)
+    positions, at = [], start
+    for piece in split_at_placeholders(ids):
+        count = len(piece) if isinstance(piece, list) else media[piece]
+        positions.append(np.arange(at, at + count, dtype=np.int64))
+        at += audio_positions if piece == AUDIO_TOKEN_INDEX and audio_positions is not None else count
+    return np.concatenate(positions) if positions else np.zeros(0, np.int64)
 
 
 def splice(engine: Engine, ids: list[int], video: Any, audio: Any | None) -> Any:
@@ -113,7 +127,16 @@ class Recognizer:
         before its first clip or window, not at it."""
         self.processor.check_audio_window(options.audio_window)
         self._gate(options.audio_gate)
+        if options.audio_window != "full":
+            self._check_layout(options.audio_layout)
         return options
+
+    def _check_layout(self, layout: str) -> None:
+        if layout == "positions" and self.info.positions_follow_cache:
+            raise RecognitionOptionError(
+                "audio layout 'positions': this bundle's decoder keeps its cache in a fused buffer indexed by position "
+                "id (int8 and int4 bundles), so the position ids cannot skip the missing audio; use --audio-layout "
+                "tail or compact here, or an fp32 / fp16 bundle")
 
     def _gate(self, name: str):
         """The audio gate called ``name`` (None for off), made once."""
@@ -126,6 +149,12 @@ class Recognizer:
         if seconds not in self._silence:
             self._silence[seconds] = self.engine.audio(self.processor.features(np.zeros(0, np.float32), seconds))
         return self._silence[seconds]
+
+    def silence_tail(self, audio_embeds: Any, seconds: int) -> Any:
+        """The "tail" layout: a ``seconds`` window's vectors, then the audio part's output for the full window of
+        silence at the positions the short window lacks (computed once), so the prompt keeps the full length."""
+        full = self.silence_embeds(self.info.audio_seconds)
+        return self.engine.join([audio_embeds, full[audio_tokens(seconds):]])[0]
 
     @property
     def backend_name(self) -> str:
@@ -194,22 +223,30 @@ class Recognizer:
             lap("gate")
         ids = engine.prompt_ids(use_audio) + (self.label_suffix_ids if mode == "label" else [])
         gated = False
-        if mode == "label" and isinstance(engine, FusedLabels):
+        full = self.info.audio_seconds
+        layout = options.audio_layout if inputs.audio_seconds is not None and inputs.audio_seconds < full else "compact"
+        self._check_layout(layout)
+        if mode == "label" and isinstance(engine, FusedLabels) and layout == "compact":
             generated = self._fused_label(inputs, ids, lap)
         else:
             video = engine.vision(inputs.pixel_values)
             lap("vision")
-            audio_embeds = None
+            audio_embeds, audio_seconds = None, inputs.audio_seconds
             if inputs.input_features is not None:
                 if audio_gate is not None:
                     gated = bool(audio_gate.is_silent(inputs.waveform))
                     lap("audio_gate")
-                audio_embeds = (self.silence_embeds(inputs.audio_seconds) if gated
-                                else engine.audio(inputs.input_features))
+                if gated:
+                    audio_seconds = full if layout == "tail" else audio_seconds  # tail: exactly the published path
+                    audio_embeds = self.silence_embeds(audio_seconds)
+                else:
+                    audio_embeds = engine.audio(inputs.input_features)
+                    if layout == "tail":
+                        audio_embeds, audio_seconds = self.silence_tail(audio_embeds, audio_seconds), full
                 lap("audio")
             generated = self._generate(ids, engine.prompt_prefix(use_audio), video, audio_embeds, mode, constrain,
                                        lap, max_new_tokens or self.info.max_new_tokens, max_think_tokens,
-                                       inputs.audio_seconds)
+                                       audio_seconds, self.info.audio_tokens if layout == "positions" else None)
             timings["prefill"] = round(generated.prefill_ms, 3)
             timings["decode"] = round(generated.decode_ms, 3)
             timings["decode_per_token"] = round(generated.decode_ms / max(generated.generated_tokens, 1), 3)
@@ -222,10 +259,12 @@ class Recognizer:
                       generated_tokens=generated.generated_tokens)
 
     def _generate(self, ids: list[int], prefix: list[int], video: Any, audio: Any | None, mode: str, constrain: bool,
-                  lap, max_new_tokens: int, max_think_tokens: int | None,
-                  audio_seconds: int | None = None) -> DecodedAnswer:
+                  lap, max_new_tokens: int, max_think_tokens: int | None, audio_seconds: int | None = None,
+                  audio_positions: int | None = None) -> DecodedAnswer:
+        """``audio_positions``: the positions the audio takes in the position ids ("positions" layout), None: as
+        many as its vectors."""
         engine = self.engine
-        if mode == "full" and not constrain and isinstance(engine, FusedGreedy):  # the whole prompt, on the device
+        if mode == "full" and not constrain and isinstance(engine, FusedGreedy) and audio_positions is None:
             embeds = splice(engine, ids, video, audio)
             lap("embed")
             token_ids, prefill_ms, decode_ms = engine.greedy(embeds, max_new_tokens, self.vocab.stop_ids)
@@ -238,10 +277,11 @@ class Recognizer:
             if needed > capacity:
                 raise capacity_error(needed, capacity)
         sequence = splice(engine, ids[len(prefix):], video, audio)  # the prefix's KV is cached
+        positions = spliced_positions(ids[len(prefix):], len(prefix), self.info, audio_seconds, audio_positions)
         lap("embed")
         return generate(engine.decoder, self._embed, sequence, self._prefix_cache(prefix), len(prefix), self.vocab,
                         max_new_tokens, max_think_tokens, constrain=constrain or mode == "label",
-                        label_only=mode == "label")
+                        label_only=mode == "label", positions=positions)
 
     def _fused_label(self, inputs: ModelInputs, ids: list[int], lap) -> DecodedAnswer:
         root, nodes = self.engine.label_logits(inputs.pixel_values, inputs.input_features, ids, self.label_sequences,

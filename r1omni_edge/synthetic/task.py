@@ -79,6 +79,37 @@ def write_task(root: str | Path, train: int = 48, held_out: int = 24, classes=CL
     return files
 
 
+# Settings the training clips never use (they are 1 s, 64x64, 8 fps, a 0.3 tone, no noise): the held-out clips of
+# the front-end agreement measure (benchmarks/front_end_agreement.py) draw from these.
+HELD_OUT_SETTINGS = {"seconds": (1.5, 2.5, 3.0, 4.0, 6.0), "size": ((48, 48), (96, 64), (80, 60), (64, 96)),
+                     "fps": (6, 10, 15), "volume": (0.3, 0.12, 0.05), "noise": (0.0, 0.01, 0.03)}
+
+
+def write_held_out(root: str | Path, count: int = 120, seed: int = 20261205, classes=CLASSES) -> Path:
+    """``count`` labelled clips drawn with settings and seeds the training never used (lengths, frame sizes and
+    rates, quieter tones, noise: ``HELD_OUT_SETTINGS``), the classes balanced; -> the dataset JSON (published
+    format, a ``label`` per row)."""
+    root = Path(root)
+    rng = random.Random(seed)
+    truths = [classes[i % len(classes)] for i in range(count)]
+    rng.shuffle(truths)
+    rows = []
+    for index, truth in enumerate(truths):
+        setting = {key: rng.choice(values) for key, values in HELD_OUT_SETTINGS.items()}
+        name = f"clips/held_out_{index:04d}.mp4"
+        if not (root / name).is_file():
+            write_clip(root / name, seconds=setting["seconds"], fps=setting["fps"], size=setting["size"], audio=True,
+                       tone_hz=TONES[truth], seed=seed + 7919 * index, color=COLOURS[truth],
+                       background=tuple(c // 2 for c in COLOURS[truth]), volume=setting["volume"],
+                       noise=setting["noise"])
+        rows.append({"video": name, "label": truth, "setting": {k: v for k, v in setting.items()},
+                     "conversations": [{"from": "human", "value": user_content(INSTRUCTION)},
+                                       {"from": "gpt", "value": target_text(truth, describe(truth))}]})
+    path = root / "held_out.json"
+    path.write_text(json.dumps(rows, indent=1))
+    return path
+
+
 def write_scene_clip(path: str | Path, classes=CLASSES, seconds_each: float = 3.0) -> tuple[Path, list[tuple[str, float, float]]]:
     """One clip that shows each class in turn (its colours and tone): for the demo. Returns (path, [(label, start,
     end)])."""
