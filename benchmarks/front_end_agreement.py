@@ -47,10 +47,20 @@ def score(results: list, reference: list, truths: list[str], mode: str) -> dict:
             else None}
 
 
+def load(path: Path, args):
+    from r1omni_edge.open import kind_of, open_recognizer
+
+    if kind_of(path) == "bundle":
+        return open_recognizer(path)
+    return open_recognizer(path, models_dir=args.models_dir, resize_mode=args.resize)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="the model under test (default: the shipped toy)")
     parser.add_argument("--reference", type=Path, help="the model whose published answers count (default: --model)")
+    parser.add_argument("--models-dir", type=Path, help="the towers of a checkpoint (default: beside it)")
+    parser.add_argument("--resize", default="pad", help="a checkpoint's frame resize (the toy trains with pad)")
     parser.add_argument("--clips", type=int, default=120, help="held-out clips (default 120)")
     parser.add_argument("--seed", type=int, default=20261205, help="the held-out clips' seed")
     parser.add_argument("--data", type=Path, help="keep the held-out clips here (default: a temporary folder)")
@@ -60,7 +70,6 @@ def main() -> None:
     args = parser.parse_args()
 
     from r1omni_edge.media.decode import decode_clip
-    from r1omni_edge.open import open_recognizer
     from r1omni_edge.synthetic import TOY_DIR
     from r1omni_edge.synthetic.task import write_held_out
 
@@ -71,10 +80,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = args.data or Path(tmp)
         rows = json.loads(write_held_out(root, args.clips, args.seed).read_text())
-        under_test = open_recognizer(model)
+        under_test = load(model, args)
         clips = [decode_clip(root / row["video"], under_test.info.num_frames) for row in rows]
     truths = [row["label"] for row in rows]
-    reference_model = under_test if reference_path == model else open_recognizer(reference_path)
+    reference_model = under_test if reference_path == model else load(reference_path, args)
     table = {}
     for mode in MODES:
         reference = run(reference_model, clips, mode, "full", "compact", args.max_new_tokens)

@@ -24,18 +24,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import machine_info, peak_rss_mb, print_header  # noqa: E402
 
-# name -> (mode, audio window, audio gate). "published" is the reference each fast profile is compared with.
+# name -> (mode, audio window, audio gate, audio layout). "published" is the reference each fast profile is compared
+# with; the layouts are those of a window shorter than 30 s (docs/audio-front-end.md): compact (the shortest prefill),
+# positions (the text after the audio at its published position ids; not on a fused KV buffer: int8 / int4 bundles)
+# and tail (the encoder's output for silence fills the missing positions: the published prompt's length).
 PROFILES = {
-    "published-full": ("full", "full", "off"),
-    "published-label": ("label", "full", "off"),
-    "fit-full": ("full", "fit", "off"),
-    "fit-label": ("label", "fit", "off"),
-    "fit-energy-label": ("label", "fit", "energy"),
-    "fit-vad-label": ("label", "fit", "vad"),
+    "published-full": ("full", "full", "off", "compact"),
+    "published-label": ("label", "full", "off", "compact"),
+    "fit-full": ("full", "fit", "off", "compact"),
+    "fit-label": ("label", "fit", "off", "compact"),
+    "fit-positions-full": ("full", "fit", "off", "positions"),
+    "fit-positions-label": ("label", "fit", "off", "positions"),
+    "fit-tail-full": ("full", "fit", "off", "tail"),
+    "fit-tail-label": ("label", "fit", "off", "tail"),
+    "fit-energy-label": ("label", "fit", "energy", "compact"),
+    "fit-tail-energy-label": ("label", "fit", "energy", "tail"),
+    "fit-vad-label": ("label", "fit", "vad", "compact"),
 }
 
 
-def run_profile(recognizer, clip: Path, mode: str, window: str, gate: str, args) -> list[dict]:
+def run_profile(recognizer, clip: Path, mode: str, window: str, gate: str, layout: str, args) -> list[dict]:
+    from r1omni_edge.errors import InputError
     from r1omni_edge.live.run import run_stream
     from r1omni_edge.live.session import LiveConfig
 
@@ -43,8 +52,13 @@ def run_profile(recognizer, clip: Path, mode: str, window: str, gate: str, args)
 
     events: list[dict] = []
     recognition = RecognitionOptions(mode=mode, max_new_tokens=args.max_new_tokens,
-                                     max_think_tokens=args.max_think_tokens, audio_window=window, audio_gate=gate)
-    config = LiveConfig(window=args.window, stride=args.stride, recognition=recognizer.check(recognition))
+                                     max_think_tokens=args.max_think_tokens, audio_window=window, audio_gate=gate,
+                                     audio_layout=layout)
+    try:
+        checked = recognizer.check(recognition)
+    except InputError as exc:  # a layout this bundle cannot run (positions on a fused KV buffer): reported, not run
+        return [{"skipped": str(exc)}]
+    config = LiveConfig(window=args.window, stride=args.stride, recognition=checked)
     run_stream(recognizer, clip, config, realtime=False, on_event=events.append, view=False)
     return [e for e in events if e["type"] == "result"]
 
@@ -76,6 +90,8 @@ def agreement(results: list[dict], reference: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, help="bundle to run (default: the toy model, exported first)")
+    parser.add_argument("--adapted", action="store_true",
+                        help="without --bundle: the toy adapted to --audio-window fit (train adapt), exported first")
     parser.add_argument("--seconds-each", type=float, default=4.0, help="seconds per class in the clip (4 classes)")
     parser.add_argument("--window", type=float, default=4.0)
     parser.add_argument("--stride", type=float, default=2.0)
@@ -94,17 +110,23 @@ def main() -> None:
         tmp = Path(tmp)
         bundle = args.bundle
         if bundle is None:
-            from r1omni_edge.cli.demo import prepare
+            from r1omni_edge.cli.demo import TOY, TOY_ADAPTED, prepare
 
-            bundle, _, _ = prepare(tmp / "demo")
+            bundle, _, _ = prepare(tmp / "demo", model=TOY_ADAPTED if args.adapted else TOY)
         print_header(f"live pipeline latency by audio front end, bundle {bundle}", info)
         clip, _ = write_scene_clip(tmp / "scenes.mp4", seconds_each=args.seconds_each)
         recognizer = BundleRecognizer.from_bundle(bundle, backend="cpu", threads=args.threads)
         runs = {name: run_profile(recognizer, clip, *PROFILES[name], args) for name in args.profiles}
+        reasoning = {name: [r["reasoning"] for r in results[:2]] for name, results in runs.items()
+                     if results and "reasoning" in results[0] and PROFILES[name][0] == "full"}
     profiles = {}
     for name, results in runs.items():
-        mode, window, gate = PROFILES[name]
-        entry = {"mode": mode, "audio_window": window, "audio_gate": gate, **summary(results, args.stride)}
+        mode, window, gate, layout = PROFILES[name]
+        entry = {"mode": mode, "audio_window": window, "audio_gate": gate, "audio_layout": layout}
+        if results and "skipped" in results[0]:
+            profiles[name] = {**entry, "skipped": results[0]["skipped"]}
+            continue
+        entry.update(summary(results, args.stride))
         reference = runs.get(f"published-{mode}")
         if reference is not None and not name.startswith("published"):
             entry["agreement_with_published"] = agreement(results, reference)
@@ -118,6 +140,10 @@ def main() -> None:
           "decode | label agreement |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, p in profiles.items():
+        if "skipped" in p:
+            print(f"| {name} | {p['mode']} | {p['audio_window']} | {p['audio_gate']} | not run: "
+                  f"{p['skipped'][:60]}... |")
+            continue
         st = p["median_stages_ms"]
         same = p.get("agreement_with_published", {})
         print(f"| {name} | {p['mode']} | {p['audio_window']} {p['audio_windows_s']} | {p['audio_gate']} | "
@@ -125,7 +151,9 @@ def main() -> None:
               f"{st['audio']} | {st['prefill'] or st['forward']} | {st['decode']} | "
               f"{same.get('label', '-')} |")
     print(f"peak RSS {report['peak_rss_mb']} MB")
-    name = "toy" if args.bundle is None else Path(args.bundle).name
+    for name, texts in reasoning.items():  # what full mode said, so that a reader sees the model's own words
+        print(f"{name} reasoning: {texts}")
+    name = ("toy-fit" if args.adapted else "toy") if args.bundle is None else Path(args.bundle).name
     out = args.out or Path(__file__).parent / "results" / f"live_latency_{name}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")

@@ -151,6 +151,22 @@ PROMPTS = ("video_audio", "video_only")
 PLACEHOLDERS = ("video", "audio", "image")
 
 
+def adapted_front_end_problem(front_end: dict[str, Any]) -> str | None:
+    """What is wrong with an adapted front end record, or None."""
+    from .media.processor import AUDIO_LAYOUTS, parse_audio_window
+
+    if set(front_end) != {"audio_window", "audio_layout"}:
+        return f"expected the fields audio_window and audio_layout, got {sorted(front_end)}"
+    try:
+        window = parse_audio_window(front_end["audio_window"])
+    except InputError as exc:
+        return str(exc)
+    if window == "full" or front_end["audio_layout"] not in AUDIO_LAYOUTS[1:]:
+        return (f"{front_end}: the window must be fit or seconds and the layout one of "
+                f"{', '.join(AUDIO_LAYOUTS[1:])}")
+    return None
+
+
 class BundleError(InputError):
     """A bundle directory is incomplete, altered or of another format."""
 
@@ -249,6 +265,9 @@ class PreprocessSpec(Section):
     missing_audio: str = "silence"
     # [shortest, longest] window in seconds the audio part accepts; None (bundles before it): audio_seconds only
     audio_window_range: list[int] | None = None
+    # the audio front end the model was adapted to (`train adapt`): {"audio_window": "fit" or seconds,
+    # "audio_layout": "compact" or "tail"}; None: the published one
+    adapted_front_end: dict[str, Any] | None = None
 
     @property
     def audio_range(self) -> tuple[int, int]:
@@ -362,6 +381,9 @@ class Manifest:
             problems.append(f"preprocess.audio_window_range: {window} must be [shortest, longest] seconds with 1 <= "
                             f"shortest <= audio_seconds ({self.preprocess.audio_seconds}) <= longest <= "
                             f"{CHUNK_SECONDS}")
+        adapted = self.preprocess.adapted_front_end
+        if adapted is not None and adapted_front_end_problem(adapted):
+            problems.append(f"preprocess.adapted_front_end: {adapted_front_end_problem(adapted)}")
         for key in ("num_frames", "image_size", "audio_seconds"):
             if getattr(self.preprocess, key) != getattr(self.model, key):
                 problems.append(f"preprocess.{key}: {getattr(self.preprocess, key)} differs from model.{key} "

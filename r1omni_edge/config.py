@@ -38,6 +38,18 @@ def audio_tokens(seconds: int) -> int:
     return seconds * MEL_FRAMES_PER_SECOND // WHISPER_CONV_STRIDE // AUDIO_POOL
 
 
+# The audio front end a checkpoint was adapted to (`r1omni-edge train adapt`), kept in its config.json beside the
+# published fields (exported into the bundle's manifest): {"audio_window": "fit", "audio_layout": "compact"}. A
+# checkpoint without it answers as published: under the full 30 s window.
+ADAPTED_FRONT_END = "r1omni_edge_adapted_front_end"
+
+
+def adapted_front_end(config: "OmniConfig") -> dict[str, Any] | None:
+    """The front end ``config``'s model was adapted to, or None (the published one)."""
+    value = config.extra.get(ADAPTED_FRONT_END)
+    return dict(value) if isinstance(value, dict) else None
+
+
 # Fields without which the model cannot be built; everything else has the published value as its default.
 REQUIRED_FIELDS = (
     "model_type",

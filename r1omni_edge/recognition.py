@@ -23,7 +23,7 @@ class RecognitionOptions:
     constrain: bool | None = None  # answer among the labels (True) or plain greedy (False); None: the model's own
     audio_window: str | int = "full"  # the audio encoder's window: full (the published 30 s), fit, or seconds
     audio_gate: str = "off"  # skip the audio encoder for a silent window: off (published), energy or vad
-    audio_layout: str = "compact"  # a window shorter than the full one in the prompt: compact, positions or tail
+    audio_layout: str = "auto"  # a window shorter than 30 s in the prompt: auto, compact, positions or tail
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

@@ -18,6 +18,7 @@ class Result:
     probabilities: dict[str, float] | None = None  # label probabilities, where the backend computes them
     notes: list[str] = field(default_factory=list)  # what the user should know about the input (a still image...)
     audio_window: int | None = None  # seconds of log-mel the audio part ran (30: the published); None without audio
+    audio_layout: str | None = None  # how a window shorter than 30 s sat in the prompt: compact, positions or tail
     audio_gated: bool = False  # an audio gate called the window silent: the audio part's output for silence was used
     prompt_tokens: int = 0  # positions the prompt took, its media vectors included
     generated_tokens: int = 0  # tokens the model chose freely (forced and label tokens excluded)

@@ -46,7 +46,10 @@ def _published_position_ids(ids: list[int], visual: int, fitted: int) -> list[in
 def test_positions_layout_equals_an_explicit_position_list(runtime, clip):
     got = runtime.recognize(clip.frames, clip.audio, clip.sample_rate, mode="label", audio_window="fit",
                             audio_layout="positions")
-    compact = runtime.recognize(clip.frames, clip.audio, clip.sample_rate, mode="label", audio_window="fit")
+    compact = runtime.recognize(clip.frames, clip.audio, clip.sample_rate, mode="label", audio_window="fit",
+                                audio_layout="compact")
+    auto = runtime.recognize(clip.frames, clip.audio, clip.sample_rate, mode="label", audio_window="fit")
+    assert (compact.audio_layout, auto.audio_layout) == ("compact", "tail")  # unadapted: auto keeps the layout
     engine = runtime.engine
     inputs = runtime.processor(clip.frames, clip.audio, clip.sample_rate, audio_window="fit")
     fitted = audio_tokens(inputs.audio_seconds)
@@ -88,13 +91,13 @@ def test_tail_layout_is_the_fitted_window_then_the_encoders_silence(runtime, cli
         assert got.probabilities[label] == pytest.approx(p, abs=1e-5)
 
 
-def test_tail_of_a_gated_window_is_the_published_silence(runtime, clip):
+def test_a_gated_window_under_the_tail_equals_the_ungated_one(runtime, clip):
     quiet = np.zeros(3 * 16000, np.float32)
-    gated = runtime.recognize(clip.frames, quiet, 16000, mode="label", audio_window="fit", audio_gate="energy",
-                              audio_layout="tail")
-    published = runtime.recognize(clip.frames, quiet, 16000, mode="label")
-    assert gated.audio_gated and gated.label == published.label
-    for label, p in published.probabilities.items():
+    options = dict(mode="label", audio_window="fit", audio_layout="tail")
+    gated = runtime.recognize(clip.frames, quiet, 16000, audio_gate="energy", **options)
+    ungated = runtime.recognize(clip.frames, quiet, 16000, **options)
+    assert gated.audio_gated and not ungated.audio_gated and gated.label == ungated.label
+    for label, p in ungated.probabilities.items():
         assert gated.probabilities[label] == pytest.approx(p, abs=1e-5)
 
 

@@ -64,7 +64,8 @@ def test_runtime_and_pytorch_agree_on_a_fitted_window(bundles, recognizer, clips
     try:
         expected = recognizer.recognize_file(clips["av"], max_new_tokens=16)
         got = runtime.recognize_file(clips["av"], max_new_tokens=16, constrain=False)
-        fitted = runtime.recognize_file(clips["av"], mode="label")
+        fitted = runtime.recognize_file(clips["av"], mode="label", audio_layout="compact")
+        kept = runtime.recognize_file(clips["av"], mode="label")  # auto: the published prompt's layout (tail)
     finally:
         recognizer.audio_window = "full"
     assert expected.audio_window == got.audio_window == fitted.audio_window == 2  # a 2 s clip
@@ -73,6 +74,7 @@ def test_runtime_and_pytorch_agree_on_a_fitted_window(bundles, recognizer, clips
     runtime.audio_window = "full"
     full = runtime.recognize_file(clips["av"], mode="label")
     assert full.audio_window == 30 and full.prompt_tokens - fitted.prompt_tokens == 500 - 33
+    assert (kept.audio_layout, kept.prompt_tokens, fitted.audio_layout) == ("tail", full.prompt_tokens, "compact")
 
 
 def test_a_bundle_with_a_fixed_window_refuses_other_windows(recognizer, tmp_path):

@@ -474,17 +474,22 @@ def test_live_times_are_seconds_of_the_session(bundles, clips, tmp_path, capsys)
 
 def test_toy_data_writes_a_task_and_configs_that_train_loads(capsys, tmp_path):
     from r1omni_edge.synthetic.task import TOY_GRPO, TOY_SFT
-    from r1omni_edge.train.config import GRPOConfig, SFTConfig
+    from r1omni_edge.train.config import AdaptConfig, GRPOConfig, SFTConfig
 
     out = tmp_path / "toy"
-    code, stdout, err = run_cli(capsys, "toy-data", "--out", out, "--train", "4", "--held-out", "4")
+    code, stdout, err = run_cli(capsys, "toy-data", "--out", out, "--train", "4", "--held-out", "4",
+                                "--adapt-clips", "4")
     assert code == 0, err
     assert f"r1omni-edge train sft --config {out / 'sft.yaml'}" in stdout
+    assert f"r1omni-edge train adapt --config {out / 'adapt.yaml'}" in stdout
+    label, adapt = AdaptConfig.from_file(out / "label.yaml"), AdaptConfig.from_file(out / "adapt.yaml")
+    assert (label.audio_window, label.teacher_mode, adapt.audio_window) == ("full", "full", "fit")
+    assert adapt.model == str(Path(label.output_dir) / f"checkpoint-{label.max_steps}")
     sft, grpo = SFTConfig.from_file(out / "sft.yaml"), GRPOConfig.from_file(out / "grpo.yaml")
     assert sft.max_steps == TOY_SFT["max_steps"] and grpo.updates_per_batch == TOY_GRPO["updates_per_batch"]
     assert Path(sft.model, "config.json").is_file() and Path(sft.train_data).is_file()
     assert grpo.model == str(Path(sft.output_dir) / f"checkpoint-{sft.max_steps}")
-    assert len(list((out / "task" / "clips").glob("*.mp4"))) == 8
+    assert len(list((out / "task" / "clips").glob("*.mp4"))) == 12
     # a second run into the same directory is refused, and nothing it holds is touched
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
     code, _, err = run_cli(capsys, "toy-data", "--out", out)

@@ -280,6 +280,13 @@ def test_demo_runs_and_says_it_is_not_the_real_model(tmp_path, capsys):
     written = clip.stat().st_mtime_ns
     assert main(["demo", "--dir", str(tmp_path / "demo"), "--fast"]) == 0  # its own clip: reused
     assert clip.stat().st_mtime_ns == written
+    capsys.readouterr()
+    # the fast profile runs the toy adapted to its window (train adapt), which keeps the published answers
+    assert main(["demo", "--dir", str(tmp_path / "demo"), "--fast", "--fast-profile"]) == 0
+    err = capsys.readouterr().err
+    assert "R1-Omni-toy-fit" in err and "label mode, audio window fit, audio layout compact, audio gate energy" in err
+    right, inside = map(int, re.search(r"(\d+) of (\d+) windows inside one scene got its label", err).groups())
+    assert inside >= 6 and right >= inside - 1 and (tmp_path / "demo" / "bundle-fit-fp32").is_dir()
 
 
 def test_demo_never_overwrites_a_clip_it_did_not_write(tmp_path, capsys):

@@ -1,12 +1,13 @@
 """Train the toy R1-Omni end to end with the real commands: `r1omni-edge toy-data` (a tiny model, the synthetic
 audio-visual task and its configs), SFT on labels independent of the clip (the format and the cues' names), then
-GRPO (the task). With --install, the result becomes the demo's model.
+GRPO (the task), then two `train adapt` runs on unlabelled clips: label mode taught the answer the model gives after
+its own reasoning (`TOY_LABEL`), then window adaptation to the fast profile's window (`TOY_ADAPT`: the model's own
+published answers as the teacher). With --install, the first becomes the demo's model and the adapted one the demo's
+--fast-profile model.
 
     .venv/bin/python tools/train_toy.py --out out/toy [--install]
 
-Takes about 4 minutes on 2 CPU cores (SFT 100 steps, GRPO 30 steps, `TOY_SFT` and `TOY_GRPO`). The shipped toy
-model was trained with the recipe of its day (constant reasoning, 200 GRPO steps, beta 0.04); retraining uses the
-current recipes.
+Takes about 15 minutes on 2 CPU cores (SFT 100 steps, GRPO 30 steps, 60 steps each of the two adaptations).
 """
 
 import argparse
@@ -34,19 +35,23 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out.resolve()
     cli("toy-data", "--out", str(out))
-    for stage in ("sft", "grpo"):
-        stdout = cli("train", stage, "--config", str(out / f"{stage}.yaml"))
-    checkpoint = Path(next(line.split(": ", 1)[1] for line in stdout.splitlines() if line.startswith("checkpoint: ")))
+    checkpoints = {}
+    for stage in ("sft", "grpo", "label", "adapt"):  # label and adapt: both `train adapt` runs
+        stdout = cli("train", "adapt" if stage == "label" else stage, "--config", str(out / f"{stage}.yaml"))
+        checkpoints[stage] = Path(next(line.split(": ", 1)[1] for line in stdout.splitlines()
+                                       if line.startswith("checkpoint: ")))
     if args.install:
+        from r1omni_edge.cli.demo import TOY, TOY_ADAPTED
         from r1omni_edge.synthetic import TOY_DIR
 
         shutil.rmtree(TOY_DIR, ignore_errors=True)
         TOY_DIR.mkdir(parents=True)
         models = out / "models"
-        for part in (checkpoint, *(p for p in models.iterdir() if p.name != "R1-Omni-tiny")):
-            target = TOY_DIR / ("R1-Omni-toy" if part == checkpoint else part.name)
-            shutil.copytree(part, target, ignore=shutil.ignore_patterns("trainer_state.pt"))
-        print(f"installed the trained toy model in {TOY_DIR}")
+        parts = {TOY: checkpoints["label"], TOY_ADAPTED: checkpoints["adapt"],
+                 **{p.name: p for p in models.iterdir() if p.name != "R1-Omni-tiny"}}
+        for name, part in parts.items():
+            shutil.copytree(part, TOY_DIR / name, ignore=shutil.ignore_patterns("trainer_state.pt"))
+        print(f"installed the trained toy model and its adapted variant in {TOY_DIR}")
 
 
 if __name__ == "__main__":

@@ -53,6 +53,9 @@ def register(sub) -> None:
                           help="label set (default mafw; a bundle's is fixed at export)")
     evaluate.add_argument("--max-new-tokens", type=POSITIVE_INT, default=512, help=MAX_NEW_TOKENS_HELP)
     evaluate.add_argument("--synonyms", action="store_true", help="score synonyms as their label (default: exact)")
+    evaluate.add_argument("--original", metavar="DIR",
+                          help="the model before window adaptation (train adapt), the same kind as --model / "
+                               "--bundle: run under the published front end and compared with this one clip by clip")
     add_audio_front_end(evaluate)
     evaluate.add_argument("--resize", choices=RESIZE_MODES, help="with --model: default stretch")
     evaluate.add_argument("--output", metavar="OUT.jsonl|OUT.parquet",
@@ -143,8 +146,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                ray_address=args.ray_address, batch_size=args.batch_size,
                                backend=args.backend if args.bundle else "cpu", threads=args.threads, labels=names,
                                model_options=model_options)
+    if args.original is not None:
+        from ..open import kind_of
+
+        if kind_of(args.original) != ("bundle" if args.bundle else "checkpoint"):
+            raise InputError(f"--original {args.original}: give the model before adaptation as the same kind as "
+                             f"{'--bundle' if args.bundle else '--model'} (a {'bundle' if args.bundle else 'checkpoint'})")
     report = run_eval(args.bundle or args.model, clips, labels, options, args.output, exact=not args.synonyms,
-                      progress=_job_progress)
+                      progress=_job_progress, original=args.original)
     result, published, same = report.result, report.published, report.agreement
     front_end = (options.recognition.audio_window, options.recognition.audio_gate)
     for path, error in result.errors.items():
@@ -158,6 +167,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"audio window {front_end[0]}, gate {front_end[1]}:\n{result.table()}\n")
         print(f"agreement with the published front end on {same['samples']} clips: label {100 * same['label']:.1f}%, "
               f"identical tokens {100 * same['identical_tokens']:.1f}%, token prefix {100 * same['token_prefix']:.1f}%")
+    if report.original is not None and not args.json:
+        same = report.original_agreement
+        print(f"\nthe original model (--original) under the published front end:\n{report.original.table()}\n")
+        print(f"agreement of this model under the published front end with the original on {same['samples']} clips: "
+              f"label {100 * same['label']:.1f}%, identical tokens {100 * same['identical_tokens']:.1f}%")
     if report.files and not args.json:
         print("\n".join(f"  {path}" for path in report.files))
     return 0

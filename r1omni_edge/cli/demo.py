@@ -33,21 +33,24 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def prepare(directory: Path, precision: str = "fp32") -> tuple[Path, Path, list]:
-    """The demo bundle and clip, built on first use and reused afterwards."""
+TOY, TOY_ADAPTED = "R1-Omni-toy", "R1-Omni-toy-fit"  # the trained toy, and the same adapted to --audio-window fit
+
+
+def prepare(directory: Path, precision: str = "fp32", model: str = TOY) -> tuple[Path, Path, list]:
+    """The demo bundle of the toy ``model`` and the clip, built on first use and reused afterwards."""
     from ..synthetic.checkpoint import CHECKPOINT_NAME, write_tiny_checkpoint
     from ..synthetic.task import write_scene_clip
 
     clip, timeline = scene_clip(directory, write_scene_clip)  # first: a clip of the user's stops the demo at once
-    if (TOY_DIR / "R1-Omni-toy" / "config.json").is_file():
-        checkpoint, models_dir = TOY_DIR / "R1-Omni-toy", TOY_DIR
+    if (TOY_DIR / model / "config.json").is_file():
+        checkpoint, models_dir = TOY_DIR / model, TOY_DIR
         _say(f"the toy model: {checkpoint} (beside its towers, in the published layout)")
     else:  # no trained toy in this install: an untrained tiny model, whose answers are noise
         _say("the trained toy model is not installed (tools/train_toy.py --install): using random weights")
         checkpoint, models_dir = directory / CHECKPOINT_NAME, directory
         if not (checkpoint / "config.json").is_file():
             write_tiny_checkpoint(directory)
-    bundle = directory / f"bundle-{precision}"
+    bundle = directory / (f"bundle-{precision}" if model == TOY else f"bundle-{model.removeprefix(TOY + '-')}-{precision}")
     if not (bundle / MANIFEST).is_file():
         from ..export.exporter import ExportOptions, export_bundle
         from ..open import open_recognizer
@@ -93,8 +96,12 @@ def scored(results: list[dict], timeline: list[tuple[str, float, float]]) -> tup
     return right, inside
 
 
+DEMO_RECOGNITION = RecognitionOptions(mode="full", max_new_tokens=48, max_think_tokens=32)
+
+
 def run_demo(directory: str | Path = "out/demo", precision: str = "fp32", realtime: bool = True,
-             audio_window: str | int = "full", audio_gate: str = "off") -> int:
+             recognition: RecognitionOptions = DEMO_RECOGNITION, model: str = TOY) -> int:
+    """``model``: the toy (TOY) or the toy adapted to the fast profile's window (TOY_ADAPTED)."""
     from ..open import open_recognizer
     from ..live.run import run_stream
     from ..live.session import LiveConfig
@@ -102,12 +109,13 @@ def run_demo(directory: str | Path = "out/demo", precision: str = "fp32", realti
     directory = Path(directory)
     _say(NOT_REAL_FIRST)
     started = time.perf_counter()
-    bundle, clip, timeline = prepare(directory, precision)
+    bundle, clip, timeline = prepare(directory, precision, model)
     recognizer = open_recognizer(bundle, expect="bundle", backend="auto")
-    recognition = recognizer.check(RecognitionOptions(mode="full", max_new_tokens=48, max_think_tokens=32,
-                                                      audio_window=audio_window, audio_gate=audio_gate))
+    recognition = recognizer.check(recognition)
     _say(f"bundle ready in {time.perf_counter() - started:.1f} s; backend {recognizer.backend_name}; "
-         f"streaming {clip.name} as a camera and a microphone (window 2 s, stride 1 s)")
+         f"streaming {clip.name} as a camera and a microphone (window 2 s, stride 1 s; {recognition.mode} mode, "
+         f"audio window {recognition.audio_window}, audio layout {recognizer.audio_layout_for(recognition)}, audio "
+         f"gate {recognition.audio_gate})")
     results: list[dict] = []
 
     def collect(event: dict) -> None:
@@ -133,10 +141,17 @@ def register(sub) -> None:
     demo.add_argument("--precision", default="fp32", choices=[p for p in PRECISIONS if p != "fp16"],
                       help="fp16 is left out: it is for GPUs, and the demo runs on the CPU")
     demo.add_argument("--fast", action="store_true", help="process the clip as fast as possible")
+    demo.add_argument("--fast-profile", action="store_true",
+                      help="the live fast profile (label mode, --audio-window fit, energy gate) on the toy adapted "
+                           "to it (train adapt), so that it keeps the toy's published answers")
     add_audio_front_end(demo)
-    demo.set_defaults(func=cmd_demo)
+    demo.set_defaults(func=cmd_demo, audio_window=None, audio_gate=None)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return run_demo(args.dir, precision=args.precision, realtime=not args.fast, audio_window=args.audio_window,
-                    audio_gate=args.audio_gate)
+    from ..recognition import FAST_PROFILE
+    from .options import recognition_options
+
+    recognition = recognition_options(args, DEMO_RECOGNITION, FAST_PROFILE if args.fast_profile else None)
+    return run_demo(args.dir, precision=args.precision, realtime=not args.fast, recognition=recognition,
+                    model=TOY_ADAPTED if args.fast_profile else TOY)

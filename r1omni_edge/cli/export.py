@@ -43,6 +43,9 @@ def register(sub) -> None:
                         help="override the precision's per-part cosine threshold")
     verify.add_argument("--min-label-agreement", type=bounded(float, minimum=0, maximum=1),
                         help="override the label agreement threshold")
+    verify.add_argument("--original", metavar="DIR",
+                        help="the checkpoint before window adaptation (train adapt): the bundle's answers under the "
+                             "published front end are measured against its (towers as for --model)")
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(func=cmd_verify)
 
@@ -101,9 +104,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.min_label_agreement is not None:
         overrides["labels"] = args.min_label_agreement
     reference = _load_reference(args)
+    original = None
+    if args.original is not None:
+        original = open_checkpoint(argparse.Namespace(**{**vars(args), "model": args.original}), dtype="fp32",
+                                   device="cpu")
     report = verify_bundle(reference, args.bundle, [Path(c) for c in args.clip], synthetic=args.clips,
                            max_new_tokens=args.max_new_tokens, backend=args.backend, thresholds=overrides,
-                           progress=progress)
+                           progress=progress, original=original)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
     return 0 if not report.failures else 1
 

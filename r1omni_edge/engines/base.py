@@ -53,6 +53,7 @@ class BundleEngine:
                                max_new_tokens=manifest.generation.max_new_tokens, visual_tokens=model.visual_tokens,
                                audio_tokens=model.audio_tokens, audio_range=preprocess.audio_range,
                                kv_capacity=manifest.kv_capacity, answer_room=manifest.generation.answer_room,
+                               adapted_front_end=preprocess.adapted_front_end,
                                positions_follow_cache=manifest.parts["decoder"].attention == FUSED_DECODER)
         (self.vision_input,), (self.vision_output,) = (manifest.parts["vision"].input_names,
                                                        manifest.parts["vision"].output_names)

@@ -21,7 +21,7 @@ from ..bundle import (AUDIO_INPUT, AUDIO_OUTPUT, AUDIO_POSITIONS, DECODER_EMBEDS
                       VISION_OUTPUT, BundleError, GenerationSpec, Manifest, ModelSpec, PartSpec, PreprocessSpec,
                       PromptSpec, TensorSpec, TokenSpec, describe_files, past_names, present_names, read_manifest,
                       write_manifest)
-from ..config import MEL_FRAMES_PER_SECOND, audio_tokens, visual_tokens
+from ..config import MEL_FRAMES_PER_SECOND, adapted_front_end, audio_tokens, visual_tokens
 from ..errors import InputError
 from ..files import atomic_directory, check_output_dir
 from ..labels import DEFAULT_LABEL_SET, label_set
@@ -258,7 +258,8 @@ def export_bundle(recognizer: TorchRecognizer, out: str | Path, options: ExportO
             generation=GenerationSpec(max_new_tokens=options.max_new_tokens, greedy=True, answer_room=room),
             preprocess=PreprocessSpec(resize_mode=options.resize_mode, num_frames=frames, image_size=IMAGE_SIZE,
                                       sample_rate=SAMPLE_RATE, audio_seconds=options.audio_seconds,
-                                      missing_audio="silence", audio_window_range=window_range),
+                                      missing_audio="silence", audio_window_range=window_range,
+                                      adapted_front_end=adapted_front_end(model.config)),
             tools=_versions(),
         )
         write_manifest(staging, manifest)

@@ -19,6 +19,7 @@ from ..media.patterns import make_frames, make_tone
 from ..model.recognizer import TorchRecognizer
 from ..pipeline.recognizer import splice
 from ..engines import BundleRecognizer
+from ..recognition import RecognitionOptions
 
 
 def thresholds_for(precision: str) -> dict[str, float]:
@@ -57,10 +58,14 @@ class FrontEndCheck:
     audio_window: str | int
     audio_gate: str
     agreement: dict[str, float]  # evaluation.answer_agreement
+    audio_layout: str = "auto"  # as asked; resolved_layout: what ran
+    resolved_layout: str = ""
 
 
-# The fast front ends verify measures when the bundle's audio part takes more than one window.
-FRONT_ENDS = (("fit", "off"), ("fit", "energy"), ("fit", "vad"))
+# The fast front ends verify measures when the bundle's audio part takes more than one window: (window, gate, layout).
+# "auto" is the bundle's own choice: the layout it was adapted to, else "tail".
+FRONT_ENDS = (("fit", "off", "compact"), ("fit", "off", "tail"), ("fit", "off", "auto"), ("fit", "energy", "auto"),
+              ("fit", "vad", "auto"))
 
 
 @dataclass
@@ -72,6 +77,10 @@ class VerifyReport:
     clips: list[ClipCheck] = field(default_factory=list)
     thresholds: dict[str, float] = field(default_factory=dict)
     front_ends: list[FrontEndCheck] = field(default_factory=list)  # measured, never a failure
+    # the bundle under the published front end against the model before window adaptation (--original): measured,
+    # never a failure
+    original: dict[str, float] | None = None
+    adapted_front_end: dict | None = None
     cpu_int8: str = ""  # the int8 instructions onnxruntime's kernels use on this CPU (cpu.py)
     int8_weights: dict[str, str] = field(default_factory=dict)  # int8 part -> its weight format (bundle.INT8_WEIGHTS)
 
@@ -115,10 +124,18 @@ class VerifyReport:
                          f"(needs {self.thresholds['labels']:.0%})")
         if self.front_ends:
             lines += ["", "faster audio front ends on the bundle, against its published one (plain greedy, same clips):",
-                      "| audio window | gate | label agreement | identical tokens | token prefix |", "|---|---|---|---|---|"]
-            lines += [f"| {f.audio_window} | {f.audio_gate} | {f.agreement['label']:.0%} | "
-                      f"{f.agreement['identical_tokens']:.0%} | {f.agreement['token_prefix']:.0%} |"
-                      for f in self.front_ends]
+                      "| audio window | gate | layout | label agreement | identical tokens | token prefix |",
+                      "|---|---|---|---|---|---|"]
+            lines += [f"| {f.audio_window} | {f.audio_gate} | {f.audio_layout}"
+                      + (f" ({f.resolved_layout})" if f.audio_layout == "auto" else "")
+                      + f" | {f.agreement['label']:.0%} | {f.agreement['identical_tokens']:.0%} | "
+                      f"{f.agreement['token_prefix']:.0%} |" for f in self.front_ends]
+        if self.adapted_front_end:
+            lines.append(f"this bundle's model was adapted to --audio-window {self.adapted_front_end['audio_window']} "
+                         f"--audio-layout {self.adapted_front_end['audio_layout']}")
+        if self.original is not None:
+            lines.append(f"under the published front end against the original model (--original): label agreement "
+                         f"{self.original['label']:.0%}, identical tokens {self.original['identical_tokens']:.0%}")
         lines.append("PASS" if not self.failures else "FAIL: " + "; ".join(self.failures))
         return "\n".join(lines)
 
@@ -188,13 +205,16 @@ def _part_checks(reference: TorchRecognizer, bundle: BundleRecognizer, window: W
 
 def verify_bundle(reference: TorchRecognizer, bundle_dir: str | Path, clips: list[Path] | None = None,
                   synthetic: int = 4, max_new_tokens: int = 64, backend: str = "cpu",
-                  thresholds: dict[str, float] | None = None, progress=lambda message: None) -> VerifyReport:
-    """Compare the bundle (loaded through the runtime, so changed files are refused) with the PyTorch model."""
+                  thresholds: dict[str, float] | None = None, progress=lambda message: None,
+                  original: TorchRecognizer | None = None) -> VerifyReport:
+    """Compare the bundle (loaded through the runtime, so changed files are refused) with the PyTorch model.
+    ``original``: the model before window adaptation, whose published answers the bundle's are measured against."""
     bundle = BundleRecognizer.from_bundle(bundle_dir, backend=backend)
     manifest = bundle.manifest
     limits = dict(thresholds_for(manifest.precision), **(thresholds or {}))
     report = VerifyReport(str(bundle_dir), manifest.precision, manifest.preprocess.audio_seconds, thresholds=limits,
-                          cpu_int8=cpu.int8_support().describe(), int8_weights=manifest.int8_weights())
+                          cpu_int8=cpu.int8_support().describe(), int8_weights=manifest.int8_weights(),
+                          adapted_front_end=manifest.preprocess.adapted_front_end)
     reference.instruction = manifest.instruction
     reference.resize_mode = manifest.preprocess.resize_mode
     windows = [clip_window(Path(c), manifest.preprocess.num_frames) for c in clips or []]
@@ -212,16 +232,22 @@ def verify_bundle(reference: TorchRecognizer, bundle_dir: str | Path, clips: lis
                                       matching_prefix(expected.token_ids, got.token_ids), expected.label, got.label,
                                       len(expected.token_ids), len(got.token_ids)))
     low, high = manifest.preprocess.audio_range
-    for audio_window, gate in FRONT_ENDS if windows and low < high else ():
+    for audio_window, gate, layout in FRONT_ENDS if windows and low < high else ():
+        front_end = RecognitionOptions(audio_window=audio_window, audio_gate=gate, audio_layout=layout, **options)
         try:
-            bundle.audio_window, bundle.audio_gate = audio_window, gate
+            bundle.check(front_end)
         except InputError as exc:  # the vad gate without its package: said, not measured
-            progress(f"audio front end {audio_window}/{gate} not measured: {exc}")
+            progress(f"audio front end {audio_window}/{gate}/{layout} not measured: {exc}")
             continue
-        progress(f"audio front end {audio_window}/{gate}")
-        fast = [bundle.recognize(w.frames, w.audio, w.sample_rate, **options) for w in windows]
+        progress(f"audio front end {audio_window}/{gate}/{layout}")
+        fast = [bundle.recognize(w.frames, w.audio, w.sample_rate, options=front_end) for w in windows]
         report.front_ends.append(FrontEndCheck(audio_window, gate, answer_agreement(
             [r.label for r in fast], [r.label for r in published], [r.token_ids for r in fast],
-            [r.token_ids for r in published])))
-    bundle.audio_window, bundle.audio_gate = "full", "off"
+            [r.token_ids for r in published]), layout, bundle.audio_layout_for(front_end)))
+    if original is not None and windows:
+        progress("the original model under the published front end")
+        original.instruction, original.resize_mode = manifest.instruction, manifest.preprocess.resize_mode
+        before = [original.recognize(w.frames, w.audio, w.sample_rate, **options) for w in windows]
+        report.original = answer_agreement([r.label for r in published], [r.label for r in before],
+                                           [r.token_ids for r in published], [r.token_ids for r in before])
     return report

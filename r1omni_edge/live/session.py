@@ -119,6 +119,7 @@ class LiveSession:
                    "stride": self.config.stride, "mode": self.config.recognition.mode,
                    "audio_window": self.config.recognition.audio_window,
                    "audio_gate": self.config.recognition.audio_gate,
+                   "audio_layout": self.config.recognition.audio_layout,
                    "backend": getattr(self.recognizer, "backend_name", None)})
 
     def _stopped(self, reason: str) -> None:
@@ -143,7 +144,7 @@ class LiveSession:
             self.emit({"type": "result", "time": self.elapsed(), "window": self._window(start, end),
                        "label": result.label, "probabilities": result.probabilities, "reasoning": result.reasoning,
                        "answer": result.answer, "audio": result.audio, "audio_window": result.audio_window,
-                       "audio_gated": result.audio_gated, "frames": len(frames), "latency_ms": latency,
+                       "audio_layout": result.audio_layout, "audio_gated": result.audio_gated, "frames": len(frames), "latency_ms": latency,
                        "kept_up": latency["total"] <= self.config.stride * 1e3,  # done within one stride
                        "generated_tokens": result.generated_tokens,
                        "dropped_windows": self.dropped})

@@ -27,8 +27,9 @@ FIT_BUCKETS = (1, 2, 4, 8, 15, 30)
 # the text after them moved up (the shortest prefill); "positions", its own vectors with the text after them at the
 # position ids of the published 30 s layout (rotary embeddings: the same prefill, the text where training saw it);
 # "tail", its own vectors followed by the audio part's output for 30 s of silence at the missing positions, so the
-# prompt keeps the published length and layout.
-AUDIO_LAYOUTS = ("compact", "positions", "tail")
+# prompt keeps the published length and layout; "auto", the layout the model was adapted to for this window
+# (`train adapt`), else "tail" (the one that keeps a model's answers).
+AUDIO_LAYOUTS = ("auto", "compact", "positions", "tail")
 # fit cuts up to this much rather than take the next bucket: decoders give a clip a few ms more audio than its length
 # (AAC's priming and padding), and a 2.02 s track should run as 2 s, not 4 s.
 FIT_SLACK_SECONDS = 0.1

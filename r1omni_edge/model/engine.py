@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..config import audio_tokens, visual_tokens
+from ..config import adapted_front_end, audio_tokens, visual_tokens
 from ..media.audio import CHUNK_SECONDS, N_MELS
 from ..media.frames import IMAGE_SIZE
 from ..pipeline.engine import EngineInfo
@@ -35,7 +35,7 @@ class TorchEngine:
                                visual_tokens=visual_tokens(config.num_frames, IMAGE_SIZE,
                                                            model.tower_configs.siglip.patch_size),
                                audio_tokens=audio_tokens(CHUNK_SECONDS), audio_range=(1, CHUNK_SECONDS),
-                               kv_capacity=None)
+                               kv_capacity=None, adapted_front_end=adapted_front_end(config))
         self.inv_freq = rope_inverse_frequencies(model.llm).to(model.device)
         self._gates: dict[str, torch.Tensor] = {}
         self._prompts: dict[tuple[str, bool], list[int]] = {}  # (instruction, use_audio) -> the prompt's ids

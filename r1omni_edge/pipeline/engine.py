@@ -33,6 +33,8 @@ class EngineInfo:
     audio_range: tuple[int, int]  # the shortest and longest window (seconds) the audio part accepts
     kv_capacity: int | None  # positions the decoder's cache holds (a fixed buffer), or None: no bound
     answer_room: int | None = None  # positions an answer takes past its free tokens, where the model records it
+    adapted_front_end: dict | None = None  # the audio front end the model was adapted to (`train adapt`): its
+    # audio_window and audio_layout; None: the published one
     positions_follow_cache: bool = False  # the decoder reads position ids as cache indices (a fused KV buffer), so
     # they must run on without gaps (no "positions" audio layout)
 

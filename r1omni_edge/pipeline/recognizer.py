@@ -11,6 +11,7 @@ step faster on their own device say so (``FusedGreedy``, ``FusedLabels``) and th
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +33,7 @@ from .engine import Engine, EngineInfo, FusedGreedy, FusedLabels, capacity_error
 from .generation import DecodedAnswer, TokenizerView, answer_room, generate
 
 Stage = Callable[[ModelInputs], ModelInputs]
+log = logging.getLogger(__name__)
 
 
 def prompt_length(ids: list[int], info: EngineInfo, audio_seconds: int | None = None) -> int:
@@ -128,8 +130,35 @@ class Recognizer:
         self.processor.check_audio_window(options.audio_window)
         self._gate(options.audio_gate)
         if options.audio_window != "full":
-            self._check_layout(options.audio_layout)
+            self._check_layout(self.audio_layout_for(options))
+        warning = self.front_end_warning(options)
+        if warning:
+            log.warning("%s", warning)
         return options
+
+    def audio_layout_for(self, options: RecognitionOptions) -> str:
+        """The layout a window shorter than the full one takes under ``options``: the one asked for, or for "auto"
+        the one the model was adapted to under this window policy, else "tail" (the published prompt's layout)."""
+        if options.audio_layout != "auto":
+            return options.audio_layout
+        adapted = self.info.adapted_front_end
+        if adapted and adapted.get("audio_window") == options.audio_window:
+            return adapted["audio_layout"]
+        return "tail"
+
+    def front_end_warning(self, options: RecognitionOptions) -> str | None:
+        """What to tell a user who runs a model adapted to one audio front end with another, or None."""
+        adapted = self.info.adapted_front_end
+        if not adapted:
+            return None
+        asked = {"audio_window": options.audio_window, "audio_layout": self.audio_layout_for(options)}
+        if asked == adapted:
+            return None
+        return (f"this model was adapted to the audio front end --audio-window {adapted['audio_window']} "
+                f"--audio-layout {adapted['audio_layout']} (r1omni-edge train adapt) and runs here with --audio-window "
+                f"{asked['audio_window']}" + (f" --audio-layout {asked['audio_layout']}"
+                                              if options.audio_window != "full" else "")
+                + ": it was trained to answer under its own front end; pass those options (or --fast-profile)")
 
     def _check_layout(self, layout: str) -> None:
         if layout == "positions" and self.info.positions_follow_cache:
@@ -224,7 +253,8 @@ class Recognizer:
         ids = engine.prompt_ids(use_audio) + (self.label_suffix_ids if mode == "label" else [])
         gated = False
         full = self.info.audio_seconds
-        layout = options.audio_layout if inputs.audio_seconds is not None and inputs.audio_seconds < full else "compact"
+        shorter = inputs.audio_seconds is not None and inputs.audio_seconds < full
+        layout = self.audio_layout_for(options) if shorter else "compact"
         self._check_layout(layout)
         if mode == "label" and isinstance(engine, FusedLabels) and layout == "compact":
             generated = self._fused_label(inputs, ids, lap)
@@ -236,13 +266,11 @@ class Recognizer:
                 if audio_gate is not None:
                     gated = bool(audio_gate.is_silent(inputs.waveform))
                     lap("audio_gate")
-                if gated:
-                    audio_seconds = full if layout == "tail" else audio_seconds  # tail: exactly the published path
-                    audio_embeds = self.silence_embeds(audio_seconds)
-                else:
-                    audio_embeds = engine.audio(inputs.input_features)
-                    if layout == "tail":
-                        audio_embeds, audio_seconds = self.silence_tail(audio_embeds, audio_seconds), full
+                # a gated window: exactly what the encoder computes for silence of its length (then the tail)
+                audio_embeds = (self.silence_embeds(audio_seconds) if gated
+                                else engine.audio(inputs.input_features))
+                if layout == "tail":
+                    audio_embeds, audio_seconds = self.silence_tail(audio_embeds, audio_seconds), full
                 lap("audio")
             generated = self._generate(ids, engine.prompt_prefix(use_audio), video, audio_embeds, mode, constrain,
                                        lap, max_new_tokens or self.info.max_new_tokens, max_think_tokens,
@@ -255,7 +283,8 @@ class Recognizer:
         return Result(label=label, answer=parsed.answer, reasoning=parsed.reasoning, text=generated.text,
                       token_ids=generated.token_ids, audio=inputs.audio, timings_ms=timings,
                       probabilities=generated.probabilities, notes=list(inputs.notes),
-                      audio_window=inputs.audio_seconds, audio_gated=gated, prompt_tokens=generated.prompt_length,
+                      audio_window=inputs.audio_seconds, audio_layout=layout if shorter else None,
+                      audio_gated=gated, prompt_tokens=generated.prompt_length,
                       generated_tokens=generated.generated_tokens)
 
     def _generate(self, ids: list[int], prefix: list[int], video: Any, audio: Any | None, mode: str, constrain: bool,

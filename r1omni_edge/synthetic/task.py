@@ -79,35 +79,44 @@ def write_task(root: str | Path, train: int = 48, held_out: int = 24, classes=CL
     return files
 
 
-# Settings the training clips never use (they are 1 s, 64x64, 8 fps, a 0.3 tone, no noise): the held-out clips of
-# the front-end agreement measure (benchmarks/front_end_agreement.py) draw from these.
+# The toy's window-adaptation clips (`train adapt`, tools/train_toy.py): the training clips' look (64x64, 8 fps, a 0.3
+# tone, no noise) at the lengths a live window and a short clip take; labels are written but adaptation never reads
+# them. The held-out clips of the front-end agreement measure (benchmarks/front_end_agreement.py) draw from settings
+# neither uses: other lengths, frame sizes and rates, quieter tones, noise.
+ADAPT_SETTINGS = {"seconds": (1.0, 2.0, 3.5, 5.0, 8.0), "size": ((64, 64),), "fps": (8,), "volume": (0.3,),
+                  "noise": (0.0,)}
 HELD_OUT_SETTINGS = {"seconds": (1.5, 2.5, 3.0, 4.0, 6.0), "size": ((48, 48), (96, 64), (80, 60), (64, 96)),
                      "fps": (6, 10, 15), "volume": (0.3, 0.12, 0.05), "noise": (0.0, 0.01, 0.03)}
 
 
-def write_held_out(root: str | Path, count: int = 120, seed: int = 20261205, classes=CLASSES) -> Path:
-    """``count`` labelled clips drawn with settings and seeds the training never used (lengths, frame sizes and
-    rates, quieter tones, noise: ``HELD_OUT_SETTINGS``), the classes balanced; -> the dataset JSON (published
-    format, a ``label`` per row)."""
+def write_clip_set(root: str | Path, count: int, seed: int, settings: dict, name: str = "held_out",
+                   classes=CLASSES) -> Path:
+    """``count`` labelled clips of the task, each with settings drawn from ``settings`` (the classes balanced);
+    -> ``root/NAME.json`` (published format, a ``label`` per row, the clips under ``root/clips``)."""
     root = Path(root)
     rng = random.Random(seed)
     truths = [classes[i % len(classes)] for i in range(count)]
     rng.shuffle(truths)
     rows = []
     for index, truth in enumerate(truths):
-        setting = {key: rng.choice(values) for key, values in HELD_OUT_SETTINGS.items()}
-        name = f"clips/held_out_{index:04d}.mp4"
-        if not (root / name).is_file():
-            write_clip(root / name, seconds=setting["seconds"], fps=setting["fps"], size=setting["size"], audio=True,
-                       tone_hz=TONES[truth], seed=seed + 7919 * index, color=COLOURS[truth],
+        setting = {key: rng.choice(values) for key, values in settings.items()}
+        video = f"clips/{name}_{index:04d}.mp4"
+        if not (root / video).is_file():
+            write_clip(root / video, seconds=setting["seconds"], fps=setting["fps"], size=setting["size"],
+                       audio=True, tone_hz=TONES[truth], seed=seed + 7919 * index, color=COLOURS[truth],
                        background=tuple(c // 2 for c in COLOURS[truth]), volume=setting["volume"],
                        noise=setting["noise"])
-        rows.append({"video": name, "label": truth, "setting": {k: v for k, v in setting.items()},
+        rows.append({"video": video, "label": truth, "setting": setting,
                      "conversations": [{"from": "human", "value": user_content(INSTRUCTION)},
                                        {"from": "gpt", "value": target_text(truth, describe(truth))}]})
-    path = root / "held_out.json"
+    path = root / f"{name}.json"
     path.write_text(json.dumps(rows, indent=1))
     return path
+
+
+def write_held_out(root: str | Path, count: int = 120, seed: int = 20261205) -> Path:
+    """Held-out clips with settings and seeds no training uses (``HELD_OUT_SETTINGS``)."""
+    return write_clip_set(root, count, seed, HELD_OUT_SETTINGS, "held_out")
 
 
 def write_scene_clip(path: str | Path, classes=CLASSES, seconds_each: float = 3.0) -> tuple[Path, list[tuple[str, float, float]]]:
@@ -136,10 +145,23 @@ TOY_GRPO = {"max_steps": 30, "group_size": 8, "prompts_per_step": 8, "max_comple
             "dynamic_sampling": True, "learning_rate": 5e-4, "schedule": "constant", "labels": "dfew",
             "eval_max_tokens": 40, "tensorboard": False}
 
+# Window adaptation of the trained toy to the fast profile's window (`train adapt`, tools/train_toy.py): LoRA on the
+# tiny LLM and the audio projector, the teacher's greedy answer up to the GRPO completion's length.
+TOY_ADAPT = {"max_steps": 60, "batch_size": 8, "micro_batch": 8, "learning_rate": 2e-3, "schedule": "constant",
+             "audio_window": "fit", "audio_layout": "compact", "teacher_max_tokens": 40, "labels": "dfew",
+             "lora": {"r": 8, "alpha": 16}, "train_parts": ["audio_projector", "llm"], "tensorboard": False}
+# Before it, the same recipe under the published window teaches label mode the answer the toy gives after its own
+# reasoning (teacher_mode full): GRPO trains the reasoned answer only, and a toy whose reasoning names the cues then
+# answered label mode (an empty reasoning) right on half the held-out clips.
+TOY_LABEL = dict(TOY_ADAPT, audio_window="full", teacher_mode="full", keep_weight=0.0)
+ADAPT_CLIPS, ADAPT_SEED = 64, 4242
 
-def write_toy_data(out: str | Path, train: int = 48, held_out: int = 24) -> dict[str, Path]:
+
+def write_toy_data(out: str | Path, train: int = 48, held_out: int = 24, adapt: int = ADAPT_CLIPS) -> dict[str, Path]:
     """A fresh tiny R1-Omni (published layout, untrained), the synthetic task and ready-to-run configs:
-    ``sft.yaml`` starts from the tiny model, ``grpo.yaml`` from the SFT run's final checkpoint."""
+    ``sft.yaml`` starts from the tiny model, ``grpo.yaml`` from the SFT run's final checkpoint, ``label.yaml`` (label
+    mode taught the reasoned answer) from the GRPO run's and ``adapt.yaml`` (the fast profile's window) from that,
+    both on unlabelled clips of several lengths."""
     import yaml
 
     from .checkpoint import TRAINABLE_STD, write_tiny_checkpoint
@@ -147,6 +169,7 @@ def write_toy_data(out: str | Path, train: int = 48, held_out: int = 24) -> dict
     out = Path(out)
     models = write_tiny_checkpoint(out / "models", decoder_std=TRAINABLE_STD)
     files = write_task(out / "task", train=train, held_out=held_out, permute_train_labels=True)
+    adapt_clips = write_clip_set(out / "task", adapt, ADAPT_SEED, ADAPT_SETTINGS, "adapt")
     paths = {"models_dir": str(models.root), "train_data": str(files["train"]), "eval_data": str(files["eval"]),
              "data_root": str(out / "task"), "cache_dir": str(out / "cache")}
     sft_out = out / "runs" / "sft"
@@ -154,6 +177,12 @@ def write_toy_data(out: str | Path, train: int = 48, held_out: int = 24) -> dict
         "sft": dict(TOY_SFT, model=str(models.checkpoint), output_dir=str(sft_out), **paths),
         "grpo": dict(TOY_GRPO, model=str(sft_out / f"checkpoint-{TOY_SFT['max_steps']}"),
                      output_dir=str(out / "runs" / "grpo"), **paths),
+        "label": dict(TOY_LABEL, model=str(out / "runs" / "grpo" / f"checkpoint-{TOY_GRPO['max_steps']}"),
+                      output_dir=str(out / "runs" / "label"), models_dir=paths["models_dir"],
+                      train_data=str(adapt_clips), cache_dir=paths["cache_dir"]),
+        "adapt": dict(TOY_ADAPT, model=str(out / "runs" / "label" / f"checkpoint-{TOY_LABEL['max_steps']}"),
+                      output_dir=str(out / "runs" / "adapt"), models_dir=paths["models_dir"],
+                      train_data=str(adapt_clips), cache_dir=paths["cache_dir"]),
     }
     written = {"models": models.root, "task": out / "task"}
     for stage, config in configs.items():

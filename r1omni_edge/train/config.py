@@ -238,3 +238,45 @@ class GRPOConfig(TrainConfig):
                        dynamic_sampling=True, mask_truncated=True, updates_per_batch=2, learning_rate=1e-6,
                        schedule="constant")
         return super().preset(name)
+
+
+@dataclass
+class AdaptConfig(TrainConfig):
+    """Window adaptation (``train adapt``): the model under a fast audio front end (the student) learns the answers
+    the same model gives under the published one (the teacher), on the user's clips, no labels needed."""
+
+    audio_window: str | int = "fit"  # the student's window: fit or seconds (the published is full)
+    audio_layout: str = "compact"  # how the student's shorter window sits in the prompt: compact or tail
+    batch_size: int = 8  # clips per optimizer step, over all ranks
+    micro_batch: int = 4  # clips per forward on one rank
+    kl_weight: float = 1.0  # KL(teacher || student) on the answer's label distribution (label mode)
+    ce_weight: float = 1.0  # cross-entropy on the teacher's greedy reasoning and answer (full mode)
+    keep_weight: float = 1.0  # the same two losses under the published front end: it must not forget them
+    teacher_max_tokens: int = 64  # the teacher's greedy answer, at most this many tokens
+    # the teacher's label distribution: "label", label mode's (right after an empty reasoning); "full", the one after
+    # its own greedy reasoning, so that label mode learns the reasoned answer (with audio_window full: label mode
+    # alone is taught, the front end stays the published one)
+    teacher_mode: str = "label"
+    train_parts: list[str] = field(default_factory=lambda: ["audio_projector", "llm"])
+    lora: dict[str, Any] | None = field(default_factory=lambda: {"r": 8, "alpha": 16})
+    learning_rate: float = 1e-4
+    schedule: str = "constant"
+
+    RANGES = {**TrainConfig.RANGES, "batch_size": at_least(1), "micro_batch": at_least(1), "kl_weight": at_least(0),
+              "ce_weight": at_least(0), "keep_weight": at_least(0), "teacher_max_tokens": at_least(1)}
+    CHOICES = {**TrainConfig.CHOICES, "audio_layout": ("compact", "tail"), "teacher_mode": ("label", "full")}
+
+    def check(self, source: str = "config") -> None:
+        super().check(source)
+        from ..media.processor import parse_audio_window
+
+        try:
+            self.audio_window = parse_audio_window(self.audio_window)
+        except InputError as exc:
+            raise InputError(f"{source}: audio_window: {exc}") from None
+        if self.audio_window in ("full", 30) and self.teacher_mode == "label":
+            raise InputError(f"{source}: audio_window {self.audio_window!r} is the published front end: there is "
+                             "nothing to adapt to; use fit or a number of seconds below 30 (or teacher_mode full, "
+                             "which teaches label mode the reasoned answer)")
+        if self.kl_weight == self.ce_weight == 0:
+            raise InputError(f"{source}: kl_weight and ce_weight are both 0: nothing to learn from the teacher")

@@ -16,6 +16,7 @@ import torch
 from ..datasets import Sample
 from ..files import sha256_file
 from ..media import decode_clip, frames_to_pixels, log_mel, silence
+from ..media.processor import Processor
 from ..model.omni import OmniModel
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class ClipFeatures:
     vision: torch.Tensor  # (T, patches, siglip width): SigLIP layer -2
-    audio: torch.Tensor  # (500, whisper width): encoder states pooled by 3
+    audio: torch.Tensor  # (500, whisper width): encoder states pooled by 3 (fewer for a shorter window)
     has_audio: bool
 
 
@@ -43,17 +44,23 @@ def file_digest(path: Path) -> str:
 
 
 class FeatureCache:
-    def __init__(self, directory: str | Path, model: OmniModel, resize_mode: str = "stretch"):
+    """``audio_window``: the log-mel window the audio is encoded under (the processor's policies: full, the published
+    30 s; fit; seconds), so that window adaptation trains on what the fast front end feeds."""
+
+    def __init__(self, directory: str | Path, model: OmniModel, resize_mode: str = "stretch",
+                 audio_window: str | int = "full"):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.model = model
         self.resize_mode = resize_mode
+        self.audio_window = audio_window
         self.towers = tower_identity(model)
         self.hits = self.misses = 0
         self._memory: dict[str, ClipFeatures] = {}
 
     def key(self, path: Path) -> str:
-        return f"{file_digest(path)}-{self.towers}-{self.resize_mode}"
+        window = "" if self.audio_window == "full" else f"-audio{self.audio_window}"
+        return f"{file_digest(path)}-{self.towers}-{self.resize_mode}{window}"
 
     @torch.no_grad()
     def encode(self, path: Path) -> ClipFeatures:
@@ -62,7 +69,8 @@ class FeatureCache:
         clip = decode_clip(path, self.model.config.num_frames)
         pixels = torch.from_numpy(frames_to_pixels(clip.frames, self.resize_mode, self.model.config.num_frames))
         waveform = clip.audio if clip.audio is not None else silence()
-        mel = torch.from_numpy(log_mel(waveform))
+        seconds = Processor(audio_window=self.audio_window).window_seconds(len(waveform))
+        mel = torch.from_numpy(log_mel(waveform, seconds=seconds))
         vision = self.model.vision_features(pixels).float().cpu()
         audio = audio_pool(self.model.audio_states(mel))[0].float().cpu()
         return ClipFeatures(vision, audio, clip.audio is not None)

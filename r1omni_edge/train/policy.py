@@ -77,6 +77,10 @@ class Policy(nn.Module):
             return self.sft_loss(**kwargs)
         if kind == "rollout":  # no gradients, but through forward: FSDP gathers the weights around it
             return self.rollout(**kwargs)
+        if kind == "distill":  # window adaptation (adapt.py)
+            from .adapt import distill_loss
+
+            return distill_loss(self, **kwargs)
         if kind == "logprobs":
             # several groups in one forward call: DDP expects one forward per backward
             return [self.completion_logprobs(prompt, completions, **kwargs) for prompt, completions in
@@ -104,6 +108,16 @@ class Policy(nn.Module):
 
         Gradient checkpointing cannot keep a KV cache (transformers drops it, as a replayed layer would write it
         twice), so while it is active the prompt runs with each completion instead of once."""
+        completions = completions.to(self.device)
+        logp = torch.log_softmax(self.completion_logits(prompt, completions, shared_prefix) / temperature, dim=-1)
+        chosen = logp.gather(-1, completions[..., None]).squeeze(-1)
+        if with_entropy:
+            return chosen, -(logp.exp() * logp).sum(-1)
+        return chosen
+
+    def completion_logits(self, prompt: Prompt, completions: torch.Tensor, shared_prefix: bool = True
+                          ) -> torch.Tensor:
+        """The fp32 logits that predict each completion token: (G, C, vocab), from one prefill of the prompt."""
         from transformers import DynamicCache
 
         completions = completions.to(self.device)
@@ -121,11 +135,7 @@ class Policy(nn.Module):
         else:
             full = torch.cat([prefix.expand(groups, -1, -1), tail], dim=1)
             logits = self.model.llm(inputs_embeds=full).logits[:, prefix.shape[1] - 1:]
-        logp = torch.log_softmax(logits.float() / temperature, dim=-1)
-        chosen = logp.gather(-1, completions[..., None]).squeeze(-1)
-        if with_entropy:
-            return chosen, -(logp.exp() * logp).sum(-1)
-        return chosen
+        return logits.float()
 
     # ---- sampling (no gradients) --------------------------------------------------------------------------------
     @torch.no_grad()

@@ -213,11 +213,12 @@ def check_output_dir_is_writable(config: TrainConfig) -> None:
     writable_directory(config.output_dir, "output_dir")
 
 
-def prepare_run(config: TrainConfig, with_reference: bool = False) -> Run:
+def prepare_run(config: TrainConfig, with_reference: bool = False, unlabelled: bool = False) -> Run:
     """Distributed set-up, seeds, the policy (and a frozen copy as the reference), the validated datasets and their
-    features (encoded once), then the DDP / FSDP wrapping."""
+    features (encoded once), then the DDP / FSDP wrapping. ``unlabelled``: the training clips need no answers (a
+    folder, a clip list or a dataset: ``datasets.unlabelled_clips``)."""
     from ..labels import label_set
-    from ..datasets import load_dataset
+    from ..datasets import load_dataset, unlabelled_clips
     from .features import FeatureCache
     from .policy import Policy
 
@@ -228,7 +229,8 @@ def prepare_run(config: TrainConfig, with_reference: bool = False) -> Run:
     seed_everything(config.seed)
     policy, _ = build_policy(config)
     labels = label_set(config.labels)
-    samples = load_dataset(config.train_data, config.data_root, labels)
+    samples = (unlabelled_clips(config.train_data, config.data_root) if unlabelled
+               else load_dataset(config.train_data, config.data_root, labels))
     eval_samples = load_dataset(config.eval_data, config.data_root, labels) if config.eval_data else []
     cache = FeatureCache(config.cache_dir or Path(config.output_dir) / "feature-cache", policy.model,
                          config.resize_mode)
