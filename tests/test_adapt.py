@@ -92,3 +92,15 @@ def test_config_refuses_the_published_window_and_a_labelless_folder_works(tiny, 
     (tmp_path / "list.txt").write_text("\n".join(str(s.video) for s in samples[:3]) + "\nmissing.mp4\n")
     with pytest.raises(InputError, match="1 listed clip"):
         unlabelled_clips(tmp_path / "list.txt")
+
+
+def test_cli_takes_adapt_without_a_config_and_refuses_its_flags_elsewhere(capsys, tmp_path):
+    from r1omni_edge.cli import main
+
+    assert main(["train", "sft", "--model", "m", "--clips", "c"]) == 2
+    assert "--model, --clips: for train adapt" in capsys.readouterr().err
+    assert main(["train", "grpo"]) == 2
+    assert "train grpo needs --config FILE" in capsys.readouterr().err
+    assert main(["train", "adapt", "--model", str(tmp_path / "none"), "--clips", str(tmp_path), "--audio-window",
+                 "full", "--output-dir", str(tmp_path / "out")]) == 2
+    assert "nothing to adapt to" in capsys.readouterr().err

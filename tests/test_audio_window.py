@@ -142,14 +142,28 @@ def test_eval_measures_a_fast_front_end_against_the_published_one(bundles, tmp_p
                  "--audio-window", "1"]) == 0
     text = capsys.readouterr().out
     assert "published audio front end" in text and "agreement with the published front end on 4 clips" in text
+    # --original: the model before adaptation, under the published front end (here the same bundle: all equal)
+    assert main(["eval", "--bundle", bundle, "--data", str(data), "--max-new-tokens", "12", "--free-answer",
+                 "--audio-window", "1", "--original", bundle, "--json"]) == 0
+    against = json.loads(capsys.readouterr().out)
+    assert against["original"] == fast["published"]
+    assert against["agreement_with_original"]["identical_tokens"] == 1.0
+    assert main(["eval", "--bundle", bundle, "--data", str(data), "--original", str(tmp_path)]) == 2
+    assert "--original" in capsys.readouterr().err
 
 
 def test_verify_reports_the_fast_front_ends_against_the_published_one(bundles, recognizer):
     from r1omni_edge.export.verify import verify_bundle
 
-    report = verify_bundle(recognizer, bundles["fp32"][1], synthetic=3, max_new_tokens=8)
+    report = verify_bundle(recognizer, bundles["fp32"][1], synthetic=3, max_new_tokens=8, original=recognizer)
     assert not report.failures  # the comparison is reported, never a failure
-    measured = {(f.audio_window, f.audio_gate): f.agreement for f in report.front_ends}
-    assert set(measured) == {("fit", "off"), ("fit", "energy"), ("fit", "vad")}
+    measured = {(f.audio_window, f.audio_gate, f.audio_layout, f.resolved_layout): f.agreement
+                for f in report.front_ends}
+    assert set(measured) == {("fit", "off", "compact", "compact"), ("fit", "off", "tail", "tail"),
+                             ("fit", "off", "auto", "tail"), ("fit", "energy", "auto", "tail"),
+                             ("fit", "vad", "auto", "tail")}
+    # the original model (here the reference itself) under the published front end: the bundle's published tokens
+    assert report.original["samples"] == 3 and report.original["identical_tokens"] == 1.0
+    assert "against the original model" in report.table()
     assert all(a["samples"] == 3 and 0 <= a["identical_tokens"] <= a["token_prefix"] <= 1 for a in measured.values())
     assert "faster audio front ends" in report.table() and report.to_dict()["front_ends"][0]["audio_window"] == "fit"

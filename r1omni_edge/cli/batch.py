@@ -149,7 +149,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.original is not None:
         from ..open import kind_of
 
-        if kind_of(args.original) != ("bundle" if args.bundle else "checkpoint"):
+        try:
+            kind = kind_of(args.original)
+        except InputError as exc:
+            raise InputError(f"--original {exc}") from None
+        if kind != ("bundle" if args.bundle else "checkpoint"):
             raise InputError(f"--original {args.original}: give the model before adaptation as the same kind as "
                              f"{'--bundle' if args.bundle else '--model'} (a {'bundle' if args.bundle else 'checkpoint'})")
     report = run_eval(args.bundle or args.model, clips, labels, options, args.output, exact=not args.synonyms,

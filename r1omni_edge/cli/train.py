@@ -72,13 +72,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         from ..train.adapt import AdaptConfig as Config
         from ..train.adapt import train_adapt as run
     overrides = dict(output_dir=args.output_dir, max_steps=args.max_steps, resume_from=args.resume)
-    given = {"model": args.model, "models_dir": args.models_dir, "train_data": args.clips,
-             "audio_window": args.audio_window, "audio_layout": args.audio_layout}
-    given = {name: value for name, value in given.items() if value is not None}
+    flags = {"--model": ("model", args.model), "--models-dir": ("models_dir", args.models_dir),
+             "--clips": ("train_data", args.clips), "--audio-window": ("audio_window", args.audio_window),
+             "--audio-layout": ("audio_layout", args.audio_layout)}  # flag -> (config field, value)
+    given = {flag: field for flag, field in flags.items() if field[1] is not None}
     if given and args.stage != "adapt":
-        raise InputError(f"{', '.join('--' + n.replace('_', '-') for n in given)}: for train adapt; sft and grpo "
-                         "take them from --config")
-    overrides.update(given)
+        raise InputError(f"{', '.join(given)}: for train adapt; sft and grpo take them from --config")
+    overrides.update(dict(given.values()))
     if args.config is not None:
         config = Config.from_file(args.config, **overrides)
     elif args.stage == "adapt":

@@ -20,11 +20,11 @@ from ..config import ADAPTED_FRONT_END
 from ..label_choice import label_sequences
 from ..prompt import LABEL_ONLY_SUFFIX
 from .config import AdaptConfig
-from .distributed import clip_gradients, shard
+from .distributed import clip_gradients
 from .features import ClipFeatures, FeatureCache
 from .policy import Policy, Prompt
 from .run import prepare_run
-from .sft import epoch_order
+from .sft import step_micro_batches
 
 __all__ = ["AdaptConfig", "train_adapt"]
 
@@ -189,20 +189,13 @@ def train_adapt(config: AdaptConfig) -> dict:
     policy.train()
     for step in run.steps(total):
         began = time.perf_counter()
-        order = epoch_order(len(samples), config.seed, step // steps_per_epoch)
-        within = (step % steps_per_epoch) * config.batch_size
-        whole = order[within:within + config.batch_size]
-        batch = shard(whole, run.dist)
-        micro = [batch[i:i + config.micro_batch] for i in range(0, len(batch), config.micro_batch)]
-        busiest = math.ceil(math.ceil(len(whole) / run.dist.world) / config.micro_batch)  # as SFT: equal backwards
-        weights = [1.0] * len(micro) + [0.0] * (busiest - len(micro))
-        micro += [[whole[0]]] * (busiest - len(micro))
+        micro, weights, size = step_micro_batches(len(samples), step, config, run.dist)  # as SFT
         sums = {"loss": 0.0, "kl": 0.0, "ce": 0.0, "keep": 0.0, "agreement": 0.0}
         for chunk, weight in zip(micro, weights):
             loss, parts = run.module("distill", views=[views[i] for i in chunk], teachers=[teachers[i] for i in chunk],
                                      sequences=sequences, kl_weight=config.kl_weight, ce_weight=config.ce_weight,
                                      keep_weight=config.keep_weight)
-            (weight * loss * len(chunk) / max(len(batch), 1) / config.grad_accum).backward()
+            (weight * loss * len(chunk) / max(size, 1) / config.grad_accum).backward()
             for name, value in {"loss": float(loss.detach()), **parts}.items():
                 sums[name] += weight * value * len(chunk)
         if (step + 1) % config.grad_accum == 0:
@@ -212,7 +205,7 @@ def train_adapt(config: AdaptConfig) -> dict:
         else:
             grad_norm = float("nan")
         run.scheduler.step()
-        metrics = {name: value / max(len(batch), 1) for name, value in sums.items()}
+        metrics = {name: value / max(size, 1) for name, value in sums.items()}
         metrics.update(lr=run.scheduler.get_last_lr()[0], grad_norm=grad_norm,
                        step_seconds=time.perf_counter() - began)
         if step % config.log_every == 0:
