@@ -104,3 +104,31 @@ def test_cli_takes_adapt_without_a_config_and_refuses_its_flags_elsewhere(capsys
     assert main(["train", "adapt", "--model", str(tmp_path / "none"), "--clips", str(tmp_path), "--audio-window",
                  "full", "--output-dir", str(tmp_path / "out")]) == 2
     assert "nothing to adapt to" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_ranks_adapt_the_weights_one_process_adapts_on_the_same_batch(tiny, adapt_task, tmp_path):
+    """Two gloo ranks (DDP) taking two clips each end the step with the weights one process gets from all four."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.test_train import launch_two_processes
+
+    cfg = {"model": str(tiny.checkpoint), "models_dir": str(tiny.root), "train_data": str(adapt_task["clips"]),
+           "cache_dir": str(adapt_task["root"] / "cache"), "max_steps": 2, "batch_size": 4, "micro_batch": 2,
+           "learning_rate": 1e-2, "teacher_max_tokens": 8, "labels": "dfew", "tensorboard": False}
+    two = launch_two_processes({**cfg, "output_dir": str(tmp_path / "two")}, tmp_path, "two", 29576, "adapt")
+    assert two.returncode == 0, two.stderr[-3000:]
+    (tmp_path / "one.json").write_text(json.dumps({**cfg, "output_dir": str(tmp_path / "one")}))
+    one = subprocess.run([sys.executable, "-m", "r1omni_edge.cli", "train", "adapt", "--config",
+                          str(tmp_path / "one.json")], capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert one.returncode == 0, one.stderr[-3000:]
+    weights = {name: torch.load(tmp_path / name / "checkpoint-2" / "trainer_state.pt", weights_only=False)["trainable"]
+               for name in ("one", "two")}
+    moved = 0
+    for key, value in weights["one"].items():
+        torch.testing.assert_close(weights["two"][key], value, atol=2e-5, rtol=1e-4)
+        moved += "lora_B" in key and bool(value.abs().sum() > 0)  # LoRA's B starts at zero: moved means trained
+    assert moved > 0

@@ -179,7 +179,7 @@ def test_sft_masks_everything_but_the_assistant_tokens(task):
     assert target[-1] == policy.tokenizer.eos_id
 
 
-def launch_two_processes(cfg: dict, tmp_path, name: str, port: int):
+def launch_two_processes(cfg: dict, tmp_path, name: str, port: int, stage: str = "grpo"):
     """torchrun with 2 CPU processes (gloo) on a config file; returns the completed process."""
     import os
     import subprocess
@@ -189,7 +189,7 @@ def launch_two_processes(cfg: dict, tmp_path, name: str, port: int):
     config_file.write_text(json.dumps(cfg))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", str(port), "-m", "r1omni_edge.cli", "train", "grpo", "--config",
+                           "--master_port", str(port), "-m", "r1omni_edge.cli", "train", stage, "--config",
                            str(config_file)], capture_output=True, text=True, timeout=600, env=env)
 
 

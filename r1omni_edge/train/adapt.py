@@ -182,7 +182,7 @@ def train_adapt(config: AdaptConfig) -> dict:
     # before run.start resumes any state: the model as loaded is the teacher
     teachers = teach(policy, views, sequences, config.teacher_max_tokens, config.teacher_mode)
     run.encode_seconds += time.perf_counter() - started
-    before = agreement(policy, views, teachers, sequences) if run.dist.main else None
+    before = agreement(policy, views, teachers, sequences)  # on every rank: FSDP's forwards gather collectively
     steps_per_epoch = math.ceil(len(samples) / config.batch_size)
     total = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
     run.start(total)
@@ -213,9 +213,10 @@ def train_adapt(config: AdaptConfig) -> dict:
         if config.save_every and (step + 1) % config.save_every == 0:
             save(run, step + 1)
     result = {"front_end": front_end(config), "clips": len(samples)}
+    after = agreement(policy, views, teachers, sequences)
+    published_after = agreement(policy, views, teachers, sequences, published=True)
     if run.dist.main:
-        result.update(before=before, after=agreement(policy, views, teachers, sequences),
-                      published_after=agreement(policy, views, teachers, sequences, published=True))
+        result.update(before=before, after=after, published_after=published_after)
     checkpoint = save(run, total)
     if run.dist.main:
         result["checkpoint"] = str(checkpoint)
