@@ -7,7 +7,8 @@ published answers as the teacher). With --install, the first becomes the demo's 
 
     .venv/bin/python tools/train_toy.py --out out/toy [--install]
 
-Takes about 15 minutes on 2 CPU cores (SFT 100 steps, GRPO 30 steps, 60 steps each of the two adaptations).
+Takes about 8 minutes on 2 CPU cores (SFT 100 steps, GRPO 30 steps, 60 steps each of the two adaptations; 8 min
+12 s on an AMD EPYC Zen 3, 2026-12-05).
 """
 
 import argparse
