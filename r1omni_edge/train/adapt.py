@@ -20,7 +20,6 @@ from ..config import ADAPTED_FRONT_END
 from ..label_choice import label_sequences
 from ..prompt import LABEL_ONLY_SUFFIX
 from .config import AdaptConfig
-from .distributed import clip_gradients
 from .features import ClipFeatures, FeatureCache
 from .policy import Policy, Prompt
 from .run import prepare_run
@@ -198,13 +197,7 @@ def train_adapt(config: AdaptConfig) -> dict:
             (weight * loss * len(chunk) / max(size, 1) / config.grad_accum).backward()
             for name, value in {"loss": float(loss.detach()), **parts}.items():
                 sums[name] += weight * value * len(chunk)
-        if (step + 1) % config.grad_accum == 0:
-            grad_norm = clip_gradients(policy, config.max_grad_norm)
-            run.optimizer.step()
-            run.optimizer.zero_grad(set_to_none=True)
-        else:
-            grad_norm = float("nan")
-        run.scheduler.step()
+        grad_norm = run.optimizer_step(step)
         metrics = {name: value / max(size, 1) for name, value in sums.items()}
         metrics.update(lr=run.scheduler.get_last_lr()[0], grad_norm=grad_norm,
                        step_seconds=time.perf_counter() - began)

@@ -21,7 +21,7 @@ import torch
 from ..errors import InputError
 from .checkpoints import find_resume, load_state, save_checkpoint
 from .config import TRAINABLE_PARTS, TrainConfig
-from .distributed import Dist, setup_distributed, wrap_distributed
+from .distributed import Dist, clip_gradients, setup_distributed, wrap_distributed
 
 log = logging.getLogger("r1omni_edge.train")
 
@@ -148,6 +148,17 @@ class Run:
         if self.resume is not None:
             self.start_step = load_state(self.policy, self.resume, self.optimizer, self.scheduler)["step"]
             log.info("resumed from %s at step %d", self.resume, self.start_step)
+
+    def optimizer_step(self, step: int) -> float:
+        """After the backward passes of ``step``: every ``grad_accum`` steps the gradients are clipped and applied
+        (-> their norm before clipping), otherwise kept (-> nan); the schedule moves on either way."""
+        grad_norm = float("nan")
+        if (step + 1) % self.config.grad_accum == 0:
+            grad_norm = clip_gradients(self.policy, self.config.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return grad_norm
 
     def steps(self, total: int, unit: str = "step"):
         """The step range with a progress bar on the main rank (quiet when not on a terminal)."""

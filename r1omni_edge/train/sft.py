@@ -9,7 +9,7 @@ import random
 import time
 
 from .config import SFTConfig
-from .distributed import clip_gradients, shard
+from .distributed import shard
 from .run import prepare_run
 
 __all__ = ["SFTConfig", "train_sft"]
@@ -53,13 +53,7 @@ def train_sft(config: SFTConfig) -> dict:
             loss = run.module("sft", prompts=[prompts[i] for i in chunk], targets=[targets[i] for i in chunk])
             (weight * loss * len(chunk) / max(size, 1) / config.grad_accum).backward()
             loss_sum += weight * float(loss.detach()) * len(chunk)
-        if (step + 1) % config.grad_accum == 0:
-            grad_norm = clip_gradients(policy, config.max_grad_norm)
-            run.optimizer.step()
-            run.optimizer.zero_grad(set_to_none=True)
-        else:
-            grad_norm = float("nan")
-        run.scheduler.step()
+        grad_norm = run.optimizer_step(step)
         metrics = {"loss": loss_sum / max(size, 1), "lr": run.scheduler.get_last_lr()[0],
                    "grad_norm": grad_norm, "step_seconds": time.perf_counter() - began}
         if step % config.log_every == 0:
