@@ -215,21 +215,44 @@ def bundle_checks(bundle: str | Path) -> list[Check]:
     return checks
 
 
+def stream_checks(urls: list[str], timeout: float = 10.0) -> list[Check]:
+    """Each network stream given: does it open, how soon its first frame comes, its codecs, whether it has sound.
+    URLs are shown with their password masked."""
+    from ..live.network import probe
+
+    checks = []
+    for url in urls:
+        found = probe(url, timeout)
+        if found.opened:
+            sound = "" if found.has_audio else " (video only: recognised without sound)"
+            checks.append(Check("streams", found.url, OK, f"{found.detail}; first frame after "
+                                f"{found.first_frame_ms:.0f} ms{sound}"))
+        else:
+            checks.append(Check("streams", found.url, MISSING, found.detail,
+                                "check the URL, the user and password, and that the camera answers from this machine"))
+    return checks
+
+
 def bundle_exit_code(checks: list[Check]) -> int:
     """2: the bundle's files are missing or damaged; 1: no backend loads it, or its answers drift on this CPU;
-    0: it runs here (machine checks never fail doctor: a missing GPU is a fact, not an error)."""
+    0: it runs here (machine checks never fail doctor: a missing GPU is a fact, not an error). A network stream
+    given on the command line that does not answer is 1 too."""
+    streams_down = any(c.area == "streams" and c.status != OK for c in checks)
     bundle = {c.name: c for c in checks if c.area == "bundle"}
     if not bundle:
-        return 0
+        return 1 if streams_down else 0
     if bundle["files"].status != OK:
         return 2
     loads = any(c.status == OK for name, c in bundle.items() if name not in ("files", "int8 weights"))
-    return 0 if loads and all(c.status != WARN for c in bundle.values()) else 1
+    return 0 if loads and all(c.status != WARN for c in bundle.values()) and not streams_down else 1
 
 
-def run_checks(bundle: str | Path | None = None) -> list[Check]:
+def run_checks(bundle: str | Path | None = None, streams: list[str] | None = None,
+               stream_timeout: float = 10.0) -> list[Check]:
     _module.errors.clear()
     checks = system_checks() + inference_checks() + device_checks()
+    if streams:
+        checks += stream_checks(streams, stream_timeout)
     if bundle is not None:
         checks += bundle_checks(bundle)
     return checks
@@ -259,11 +282,24 @@ def register(sub) -> None:
     doctor.add_argument("--bundle", metavar="DIR", help="also check this bundle: its files, every backend, its int8 "
                                                         "weights on this CPU (exit 2: damaged, 1: does not run right "
                                                         "here)")
+    doctor.add_argument("--stream", action="append", metavar="URL",
+                        help="also open this network camera (rtsp://, http(s)://...; repeatable): its first frame, "
+                             "codecs and sound (exit 1 when one does not answer)")
+    doctor.add_argument("--open-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="how long a --stream gets to answer (default 10)")
     doctor.add_argument("--json", action="store_true")
     doctor.set_defaults(func=cmd_doctor)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    checks = run_checks(args.bundle)
+    from ..errors import InputError
+    from ..live.network import check_url, is_network_url, mask_url
+
+    for url in args.stream or []:
+        if not is_network_url(url):
+            raise InputError(f"--stream {mask_url(url) if '://' in url else url}: not a network URL; expected e.g. "
+                             "rtsp://host:554/stream or http://host/video.mjpg")
+        check_url(url)
+    checks = run_checks(args.bundle, args.stream, args.open_timeout)
     print(json.dumps(as_dicts(checks), indent=2) if args.json else format_checks(checks))
     return bundle_exit_code(checks)

@@ -13,13 +13,19 @@ from .options import SECONDS, add_live_args, add_runtime_args, recognition_optio
 def register(sub) -> None:
     live = sub.add_parser("live", help="recognise live from a camera and a microphone")
     live.add_argument("--bundle", required=True, metavar="DIR")
-    live.add_argument("--camera", default="0", help="device index, video file, RTSP URL or GStreamer pipeline")
-    live.add_argument("--mic", help="microphone name or index (default: the system default)")
-    live.add_argument("--no-mic", action="store_true", help="video only")
+    live.add_argument("--camera", help="device index (default 0), video file, network URL (rtsp://, rtsps://, "
+                                        "http(s)://: its picture and its sound) or GStreamer pipeline")
+    live.add_argument("--source", action="append", metavar="NAME=CAMERA",
+                      help="one of several streams on one model (repeatable): a name and a camera as --camera takes")
+    live.add_argument("--streams", metavar="FILE",
+                      help="a YAML or TOML file of streams (name, camera, microphone, window, stride per stream)")
+    live.add_argument("--mic", help="microphone name or index (default: a network camera's own sound, else the "
+                                    "system default)")
+    live.add_argument("--no-mic", action="store_true", help="video only (a network camera's sound too)")
     live.add_argument("--show", action="store_true", help="show the camera with the label where a display exists")
     live.add_argument("--duration", type=SECONDS, help="stop after this many seconds (default: until Ctrl-C)")
     live.add_argument("--open-timeout", type=SECONDS, default=10.0,
-                      help="fail when the camera or microphone has not opened within this many seconds")
+                      help="fail when a camera or microphone has not opened within this many seconds")
     _add_session_args(live, cmd_live)
 
     stream = sub.add_parser("stream", help="the live pipeline on a clip, as if it were a camera and a microphone")
@@ -49,14 +55,19 @@ def _live_config(args: argparse.Namespace):
     return config
 
 
-def _finish(session) -> int:
-    """The summary line, then the exit code: an output that failed or an input that broke is an error after the
-    results it had; Ctrl-C is 130 and SIGTERM 143, as shells expect."""
-    print(f"windows {session.windows}, results {session.results}, dropped {session.dropped}, skipped "
-          f"{session.skipped}, failed {session.failed}", file=sys.stderr)
-    if session.failure is not None:
-        raise session.failure
-    return {"interrupted": 130, "terminated": 128 + signal.SIGTERM}.get(session.stop_reason, 0)
+def _finish(*sessions) -> int:
+    """The summary line (one per stream when there are several), then the exit code: an output that failed or an
+    input that broke is an error after the results it had; Ctrl-C is 130 and SIGTERM 143, as shells expect."""
+    for session in sessions:
+        name = f"{session.name}: " if len(sessions) > 1 else ""
+        print(f"{name}windows {session.windows}, results {session.results}, dropped {session.dropped}, skipped "
+              f"{session.skipped}, failed {session.failed}", file=sys.stderr)
+    for session in sessions:
+        if session.failure is not None:
+            raise session.failure
+    reasons = {session.stop_reason for session in sessions}
+    return next((code for reason, code in (("terminated", 128 + signal.SIGTERM), ("interrupted", 130))
+                 if reason in reasons), 0)
 
 
 def _terminate_gracefully() -> None:
@@ -107,15 +118,37 @@ def _prepare(args: argparse.Namespace):
     return config, serve, jsonl, recognizer
 
 
-def cmd_live(args: argparse.Namespace) -> int:
-    from ..live.run import run_live
+def live_streams(args: argparse.Namespace):
+    """The streams ``live`` watches: --camera (one), --source (repeated) or --streams (a file); checked before the
+    model loads."""
+    from ..errors import InputError
+    from ..live.streams import DEFAULT_STREAM, StreamSpec, camera_spec, check_streams, load_streams_file, parse_source
 
+    given = [flag for flag, value in (("--camera", args.camera), ("--source", args.source), ("--streams", args.streams))
+             if value]
+    if len(given) > 1:
+        raise InputError(f"{' and '.join(given)}: give one of them (several cameras: --source NAME=CAMERA, "
+                         "repeated, or --streams FILE)")
+    if args.source or args.streams:
+        if args.mic:
+            raise InputError("--mic: with several streams, name a microphone per stream in a --streams file")
+        specs = [parse_source(text) for text in args.source] if args.source else load_streams_file(args.streams)
+        if args.show and len(specs) > 1:
+            raise InputError("--show shows one stream; with several, watch them with --serve")
+        return check_streams(specs)
+    return [StreamSpec(DEFAULT_STREAM, camera_spec(args.camera or "0"),
+                       int(args.mic) if args.mic and args.mic.isdigit() else args.mic)]
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    from ..live.run import run_streams
+
+    streams = live_streams(args)
     config, serve, jsonl, recognizer = _prepare(args)
-    camera = int(args.camera) if args.camera.isdigit() else args.camera
-    session = run_live(recognizer, camera, args.mic, use_microphone=not args.no_mic, config=config,
-                       jsonl=jsonl, show=args.show, duration=args.duration, view=not args.quiet,
-                       open_timeout=args.open_timeout, serve=serve, on_serving=_serving)
-    return _finish(session)
+    sessions = run_streams(recognizer, streams, config, use_microphone=not args.no_mic, jsonl=jsonl, show=args.show,
+                           duration=args.duration, view=not args.quiet, open_timeout=args.open_timeout, serve=serve,
+                           on_serving=_serving, default_microphone=len(streams) == 1 and not (args.source or args.streams))
+    return _finish(*sessions)
 
 
 def cmd_stream(args: argparse.Namespace) -> int:

@@ -76,10 +76,8 @@ def plan_service(live_args: list[str], args, name: str = "r1omni-edge", user: st
         if flag in values:
             index = values.index(flag) + 1
             values[index] = str(Path(values[index]).resolve())
-    camera = args.camera
-    if not camera.isdigit() and "://" not in camera and "!" not in camera and Path(camera).exists():
-        index = values.index("--camera") + 1
-        values[index] = str(Path(camera).resolve())
+    _absolute_cameras(values)
+    _no_password_on_the_command_line(args)
     if args.jsonl and args.jsonl_max_mb is None:
         values += ["--jsonl-max-mb", f"{DEFAULT_ROTATE_MB:g}"]
     env = {}
@@ -93,6 +91,38 @@ def plan_service(live_args: list[str], args, name: str = "r1omni-edge", user: st
     if "--quiet" not in values:
         values.append("--quiet")  # the journal gets the summary and the errors, the JSONL the events
     return ServicePlan(name, values, user, env, unit_dir / f"{name}.service", env_dir / f"{name}.env")
+
+
+def _absolute_cameras(values: list[str]) -> None:
+    """--camera FILE, --source NAME=FILE and --streams FILE as absolute paths (the service runs in /)."""
+    for index, value in enumerate(values[:-1]):
+        given = values[index + 1]
+        if value == "--streams":
+            values[index + 1] = str(Path(given).resolve())
+        elif value in ("--camera", "--source"):
+            name, sep, camera = given.partition("=") if value == "--source" else ("", "", given)
+            if not camera.isdigit() and "://" not in camera and "!" not in camera and Path(camera).exists():
+                values[index + 1] = f"{name}{sep}{Path(camera).resolve()}"
+
+
+def _no_password_on_the_command_line(args) -> None:
+    """A unit file is world-readable and so is a process's command line: a camera URL with a password must come
+    from a streams file only its owner reads. The streams are checked now, not at boot."""
+    from ..live.network import secrets_of
+    from .live import live_streams
+
+    streams = live_streams(args)
+    if args.streams:
+        path = Path(args.streams)
+        if any(secrets_of(str(spec.camera)) for spec in streams) and path.stat().st_mode & 0o077:
+            raise InputError(f"--streams {path}: names a camera password but other users can read the file; "
+                             f"chmod 600 {path}")
+        return
+    for spec in streams:
+        if secrets_of(str(spec.camera)):
+            raise InputError(f"{spec.shown}: a password on the service's command line would be readable by every "
+                             "user of this device (the unit file and the process list); put the camera in a "
+                             "streams file (chmod 600) and pass --streams FILE")
 
 
 def write_service(plan: ServicePlan) -> list[Path]:
@@ -127,7 +157,8 @@ def register(sub) -> None:
                          help="where the web view's token is kept (mode 600)")
     install.add_argument("--print", action="store_true", help="print the unit instead of writing it")
     install.add_argument("live_args", nargs=argparse.REMAINDER, metavar="-- LIVE ARGUMENTS",
-                         help="what `r1omni-edge live` takes, e.g. -- --bundle B --camera 0 --jsonl F --serve 0.0.0.0:8080")
+                         help="what `r1omni-edge live` takes, e.g. -- --bundle B --camera 0 --jsonl F --serve "
+                              "0.0.0.0:8080, or --streams FILE for several cameras")
     install.set_defaults(func=cmd_service)
 
 

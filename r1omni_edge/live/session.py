@@ -1,12 +1,13 @@
-"""The live session: every ``stride`` seconds, the last ``window`` seconds of frames and audio go to the recognizer
-in a worker thread. While the worker is busy a window is dropped and counted, never queued, so the latency of what
-comes out stays bounded by one recognition. Every event (results, sources lost and found, notices) goes to each
+"""The live session of one stream: every ``stride`` seconds, the last ``window`` seconds of frames and audio go to
+the recognizer's worker thread (``scheduler.py``, shared by every stream of a run). While the worker is busy with
+this stream a window is dropped and counted, never queued, so the latency of what comes out stays bounded by one
+recognition (with several streams, by one recognition of each other stream). Every event (results, sources lost and found, notices) goes to each
 sink: a callback, a JSONL file (flushed per line, so nothing is lost on Ctrl-C) and a terminal view.
 
 Times: every event's ``time`` is seconds since the session began. A result's ``window`` is in the input's own time:
 seconds since the session began for a camera, the clip's media time for a clip (real time or as fast as possible
 alike, so both give the same windows). Every window is counted once: ``windows = results + dropped + skipped +
-failed``.
+failed``. Every event names its stream (``stream``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import numpy as np
 from ..errors import InputError, OutputError
 from ..recognition import RecognitionOptions
 from .rings import AudioRing, FrameRing, clock
+from .scheduler import BUSY, QUEUED, Scheduler
+from .streams import DEFAULT_STREAM
 
 log = logging.getLogger(__name__)
 Sink = Callable[[dict[str, Any]], None]
@@ -51,8 +54,12 @@ class LiveConfig:
 
 class LiveSession:
     def __init__(self, recognizer, frames: FrameRing, audio: AudioRing | None, config: LiveConfig | None = None,
-                 sinks: list[Sink] | None = None, now: Callable[[], float] = clock):
+                 sinks: list[Sink] | None = None, now: Callable[[], float] = clock, name: str = DEFAULT_STREAM,
+                 scheduler: Scheduler | None = None, emit_lock: threading.Lock | None = None):
         self.recognizer = recognizer
+        self.name = name
+        self.scheduler = scheduler or Scheduler()
+        self._owns_scheduler = scheduler is None
         self.frames = frames
         self.audio = audio
         self.config = config or LiveConfig()
@@ -63,7 +70,7 @@ class LiveSession:
         self.window_origin = self.origin  # the ring stamp that is window time 0 (a clip's start, for clips)
         self.windows = 0
         self.results = 0
-        self.dropped = 0  # the worker was busy
+        self.dropped = 0  # the worker was busy with this stream, or a newer window replaced it while it waited
         self.skipped = 0  # too few frames in the window
         self.failed = 0  # the recognizer raised
         self.stop_reason: str | None = None
@@ -72,17 +79,18 @@ class LiveSession:
         # an input that has no audio at all (a clip without a track): silence goes through the audio path, as the
         # published model and `predict` do, instead of a prompt without audio
         self.silence_for_missing_audio = False
+        self.audio_from_camera = False  # a network camera carries the sound: its `connected` event says whether
         self.realtime = True  # False in run_offline: windows in media time, recognised one after another
-        self._busy = threading.Lock()
         self._stopping = threading.Event()
-        self._worker: threading.Thread | None = None
-        self._emit_lock = threading.Lock()
+        self._emit_lock = emit_lock or threading.Lock()  # shared by the streams of a run: one event at a time
+        self._next_tick = 0.0
 
     # ---- events -------------------------------------------------------------------------------------------------
     def elapsed(self) -> float:
         return round(self.now() - self.origin, 3)
 
     def emit(self, event: dict[str, Any]) -> None:
+        event = {"type": event["type"], "stream": self.name, **event}
         with self._emit_lock:
             for sink in list(self.sinks):
                 try:
@@ -108,6 +116,12 @@ class LiveSession:
                 return
         if event["source"] == "microphone" and event["status"] == "connected" and self.audio is not None:
             self.audio_available = True
+        if event["source"] == "camera" and "audio" in event and self.audio_from_camera:
+            had, self.audio_available = self.audio_available, bool(event["audio"])
+            self.emit(event)
+            if had and not event["audio"]:
+                self.notice(f"{event['name']} carries no audio track: recognising from video only")
+            return
         self.emit(event)
 
     def _counts(self) -> dict[str, int]:
@@ -131,13 +145,14 @@ class LiveSession:
         return [round(max(start - self.window_origin, 0.0), 3), round(end - self.window_origin, 3)]
 
     def _recognise(self, start: float, end: float, frames: list[np.ndarray], audio: np.ndarray | None,
-                   use_audio: bool) -> None:
+                   use_audio: bool, offered: float) -> None:
         try:
             began = self.now()
             result = self.recognizer.recognize(frames, audio, use_audio=use_audio, options=self.config.recognition)
             done = self.now()
             latency = dict(result.timings_ms)
             latency["total"] = round((done - began) * 1e3, 3)
+            latency["queued"] = round((began - offered) * 1e3, 3)  # waited for the other streams' windows
             if self.realtime:  # how long after the window closed the answer came
                 latency["since_window_end"] = round((done - end) * 1e3, 3)
             self.results += 1
@@ -153,30 +168,29 @@ class LiveSession:
             log.exception("recognition failed")
             self.emit({"type": "error", "time": self.elapsed(), "window": self._window(start, end),
                        "message": f"recognition failed: {exc}"})
-        finally:
-            self._busy.release()
 
     def tick(self, end: float, wait: bool = False) -> bool:
         """Take the window ending at ``end`` (ring clock); hand it to the worker, or drop it when the worker is busy
-        (``wait``: wait for the worker instead, for windows that no later input can replace)."""
+        with this stream (``wait``: wait for the worker instead, for windows that no later input can replace)."""
         self.windows += 1
         start = end - self.config.window
-        if not self._busy.acquire(blocking=wait):
+        if not wait and self.scheduler.busy(self.name):
             self.dropped += 1
             return False
         frames = self.frames.window(start, end)
         if len(frames) < self.config.min_frames:
-            self._busy.release()
             self.skipped += 1
             self.notice(f"only {len(frames)} frame(s) in the window ending at {self._window(start, end)[1]:.1f} s; "
                         "skipped")
             return False
         audio = self.audio.window(start, end) if (self.audio is not None and self.audio_available) else None
         use_audio = audio is not None or self.silence_for_missing_audio
-        self._worker = threading.Thread(target=self._recognise, args=(start, end, frames, audio, use_audio),
-                                        daemon=True, name="r1omni-recognizer")
-        self._worker.start()
-        return True
+        offered = self.now()
+        outcome = self.scheduler.offer(self.name, lambda: self._recognise(start, end, frames, audio, use_audio, offered),
+                                       wait=wait)
+        if outcome != QUEUED:  # BUSY: this window is dropped; REPLACED: the stale one it replaced is
+            self.dropped += 1
+        return outcome != BUSY
 
     def _last_windows(self, next_end: float, input_end: float) -> None:
         """The input has ended at ``input_end``: the windows that still end inside it, or, when none fits at all
@@ -191,9 +205,7 @@ class LiveSession:
             next_end += self.config.stride
 
     def _join_worker(self, timeout: float | None) -> None:
-        worker = self._worker
-        if worker is not None and worker.is_alive():
-            worker.join(timeout)
+        self.scheduler.idle(self.name, timeout)
 
     # ---- the loops ---------------------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -213,9 +225,7 @@ class LiveSession:
         the windows that end inside it run, then ``after_input`` runs (a page kept up for its viewers) before the
         session stops: Ctrl-C or SIGTERM during it are the session's reason to stop. The window in flight is given
         ``wait_for_last`` seconds to finish."""
-        began = self.now()
-        next_tick = self.window_origin + self.config.window
-        self._started()
+        began = self.begin()
         reason = "stopped"
         try:
             while not self._stopping.is_set():
@@ -227,24 +237,46 @@ class LiveSession:
                     reason = "input ended"
                     end = input_end()
                     if end is not None:
-                        self._last_windows(next_tick, end)
+                        self._last_windows(self._next_tick, end)
                     self._after_input(after_input)
                     break
-                if now >= next_tick:
-                    self.tick(next_tick)
-                    next_tick += self.config.stride
-                    while next_tick <= now:  # fell behind (slow machine): those windows are dropped too
-                        self.windows += 1
-                        self.dropped += 1
-                        next_tick += self.config.stride
+                self.poll(now)
                 if on_idle is not None:
                     on_idle()
-                time.sleep(min(0.02, max(0.0, next_tick - self.now())))
+                time.sleep(min(0.02, max(0.0, self._next_tick - self.now())))
         except KeyboardInterrupt as exc:
             reason = "terminated" if isinstance(exc, Terminated) else "interrupted"
         finally:
-            self._join_worker(wait_for_last)
-            self._stopped("output failed" if self.failure is not None else reason)
+            self.finish(reason, wait_for_last)
+
+    def begin(self, phase: float = 0.0) -> float:
+        """The session starts ticking now: its first window ends one window (and ``phase`` seconds) after
+        ``window_origin``."""
+        self._next_tick = self.window_origin + self.config.window + phase
+        self._started()
+        return self.now()
+
+    @property
+    def next_tick(self) -> float:
+        return self._next_tick
+
+    def poll(self, now: float) -> None:
+        """The window that ``now`` completes, if any; windows a slow machine fell behind on are dropped."""
+        if now >= self._next_tick:
+            self.tick(self._next_tick)
+            self._next_tick += self.config.stride
+            while self._next_tick <= now:  # fell behind (slow machine): those windows are dropped too
+                self.windows += 1
+                self.dropped += 1
+                self._next_tick += self.config.stride
+
+    def finish(self, reason: str, wait_for_last: float | None = 30.0) -> None:
+        """The window in flight gets ``wait_for_last`` seconds; then the ``stopped`` event with this stream's
+        counts."""
+        self._join_worker(wait_for_last)
+        if self._owns_scheduler:
+            self.scheduler.close()
+        self._stopped("output failed" if self.failure is not None else reason)
 
     def _after_input(self, after_input: Callable[[], None] | None) -> None:
         if after_input is not None:
@@ -270,10 +302,49 @@ class LiveSession:
                     self._after_input(after_input)
                     break
                 if self.tick(end, wait=True):
-                    self._worker.join()
+                    self._join_worker(None)
                 end += self.config.stride
         except KeyboardInterrupt as exc:
             reason = "terminated" if isinstance(exc, Terminated) else "interrupted"
         finally:
-            self._join_worker(30.0)
-            self._stopped("output failed" if self.failure is not None else reason)
+            self.finish(reason)
+
+
+def run_sessions(sessions: list[LiveSession], duration: float | None = None,
+                 ended: Callable[[LiveSession], bool] = lambda session: False,
+                 on_idle: Callable[[], None] | None = None, wait_for_last: float = 30.0) -> None:
+    """Several streams' sessions on one clock and one scheduler: each ticks on its own window and stride. A stream
+    whose input ended (``ended``: a video file played once) stops once its last window is answered; all stop at
+    ``duration``, on Ctrl-C or SIGTERM, when an output fails, or when every input has ended. Each stream's
+    ``stopped`` event carries its own counts. The streams' ticks are spread over the shortest stride, so that their
+    windows do not all reach the recognizer at the same moment."""
+    began = clock()
+    spread = min(session.config.stride for session in sessions) / len(sessions)
+    for index, session in enumerate(sessions):
+        session.begin(index * spread)
+    active, reason = list(sessions), "input ended"
+    try:
+        while active:
+            if any(session.stopping for session in sessions):
+                reason = "stopped"
+                break
+            now = clock()
+            if duration is not None and now - began >= duration:
+                reason = "duration reached"
+                break
+            for session in list(active):
+                if not ended(session):
+                    session.poll(now)
+                elif session.scheduler.idle(session.name, 0):  # its last window is answered
+                    session.finish("input ended", 0)
+                    active.remove(session)
+            if on_idle is not None:
+                on_idle()
+            if active:
+                time.sleep(min(0.02, max(0.0, min(session.next_tick for session in active) - clock())))
+    except KeyboardInterrupt as exc:
+        reason = "terminated" if isinstance(exc, Terminated) else "interrupted"
+    finally:
+        deadline = clock() + wait_for_last
+        for session in active:
+            session.finish(reason, max(0.0, deadline - clock()))

@@ -61,13 +61,15 @@ class _RotatingJsonl(logging.handlers.RotatingFileHandler):
 
 
 class TerminalView:
-    """A line per event on stderr (the results stay on stdout / in the JSONL)."""
+    """A line per event on stderr (the results stay on stdout / in the JSONL); with ``show_stream`` (several
+    streams) each line names its stream."""
 
-    def __init__(self, stream: TextIO | None = None):
+    def __init__(self, stream: TextIO | None = None, show_stream: bool = False):
         self.stream = stream  # None: whatever sys.stderr is when a line is printed
+        self.show_stream = show_stream
 
     def __call__(self, event: dict[str, Any]) -> None:
-        at = f"[{event.get('time', 0.0):7.1f}s]"
+        at = f"[{event.get('time', 0.0):7.1f}s]" + (f" {event.get('stream')}" if self.show_stream else "")
         kind = event["type"]
         if kind == "result":
             p = (event.get("probabilities") or {}).get(event.get("label"), None)

@@ -5,7 +5,8 @@ viewer). A Starlette app, served by uvicorn on its own thread, reads the hub: th
 fetched from elsewhere) and one server-sent event stream per viewer: a snapshot on every connect (so a reconnecting
 browser catches up), then the events, the audio level and the newest camera frame as a JPEG, encoded at most a few
 times a second and shared by every viewer. One stream, not a request per preview, keeps the session's process
-nearly idle with many viewers; a slow viewer only sees fewer previews. ``/preview.jpg`` gives the newest frame alone.
+nearly idle with many viewers; a slow viewer only sees fewer previews. ``/preview.jpg`` gives the newest frame alone
+(``?stream=NAME`` for another stream than the first). With several streams the page shows a tile per stream.
 
 Security: 127.0.0.1 by default. Any other address needs an access token (generated unless given); every route
 checks it, in a ``token`` query parameter or an ``Authorization: Bearer`` header. The routes are fixed: nothing in a
@@ -31,6 +32,7 @@ import numpy as np
 from ..errors import InputError
 from .http_limits import RequestLimits, limit_requests
 from .rings import AudioRing, FrameRing
+from .streams import DEFAULT_STREAM
 
 HISTORY = 300  # results replayed to a viewer that connects (the latency chart's span)
 PREVIEW_FPS = 4.0  # previews encoded per second at most (one per event tick), whatever the number of viewers
@@ -89,29 +91,32 @@ def choose_token(address: ServeAddress, token: str | None, no_token: bool) -> st
 
 
 class WebHub:
-    """What the page shows, kept up to date by the session (as one of its sinks) and read by the server."""
+    """What the page shows, kept up to date by the sessions (as one of their sinks) and read by the server: every
+    stream of the run (``streams``: name -> its frame ring and audio ring), or one (``frames`` and ``audio``)."""
 
-    def __init__(self, frames: FrameRing, audio: AudioRing | None = None, history: int = HISTORY):
-        self.frames = frames
-        self.audio = audio
+    def __init__(self, frames: FrameRing | None = None, audio: AudioRing | None = None, history: int = HISTORY,
+                 streams: dict[str, tuple[FrameRing, AudioRing | None]] | None = None):
+        self.streams = dict(streams) if streams is not None else {DEFAULT_STREAM: (frames, audio)}
+        self.frames, self.audio = next(iter(self.streams.values()))  # the first stream's
         self._lock = threading.Lock()
-        self._events: collections.deque[tuple[int, str]] = collections.deque(maxlen=4 * history)
-        self._results: collections.deque[dict] = collections.deque(maxlen=history)
+        self._events: collections.deque[tuple[int, str]] = collections.deque(maxlen=4 * history * len(self.streams))
+        self._results: collections.deque[dict] = collections.deque(maxlen=history * len(self.streams))
         self._sources: dict[str, dict] = {}
-        self._started: dict | None = None
-        self._last: dict | None = None  # the newest result, stopped or error event
+        self._started: dict[str, dict] = {}
+        self._last: dict[str, dict] = {}  # per stream: its newest result, stopped or error event
         self._seq = 0
-        self._preview: tuple[float, bytes] | None = None
-        self._preview_at = 0.0
-        self._preview_event: tuple[float, str] | None = None
+        self._previews: dict[str, tuple[float, bytes]] = {}
+        self._preview_at: dict[str, float] = {}
+        self._preview_events: dict[str, tuple[float, str]] = {}
         self._preview_lock = threading.Lock()
         self.first_viewer = threading.Event()  # set when a page first connects
         self.viewers = 0  # pages connected now
         self.closed = False
 
     def __call__(self, event: dict[str, Any]) -> None:
-        """A session sink: O(1), never blocks on a viewer."""
+        """A session sink: O(1) (a new session's ``started`` aside), never blocks on a viewer."""
         text = json.dumps(event, ensure_ascii=False, default=str)
+        stream = event.get("stream", DEFAULT_STREAM)
         with self._lock:
             self._seq += 1
             self._events.append((self._seq, text))
@@ -119,17 +124,20 @@ class WebHub:
             if kind == "result":
                 self._results.append(event)
             elif kind == "source":
-                self._sources[f"{event.get('source')} {event.get('name')}"] = event
+                self._sources[f"{stream} {event.get('source')} {event.get('name')}"] = event
             elif kind == "started":
-                self._started, self._results = event, collections.deque(maxlen=self._results.maxlen)
+                self._started[stream] = event
+                self._results = collections.deque((r for r in self._results if r.get("stream") != stream),
+                                                  maxlen=self._results.maxlen)
             if kind in ("result", "stopped", "error"):
-                self._last = event
+                self._last[stream] = event
 
     def snapshot(self) -> tuple[int, dict]:
         """Everything a viewer that just connected needs, and the sequence number its live events start after."""
         with self._lock:
-            return self._seq, {"type": "snapshot", "started": self._started, "results": list(self._results),
-                               "sources": list(self._sources.values()), "last": self._last}
+            return self._seq, {"type": "snapshot", "streams": list(self.streams), "started": list(self._started.values()),
+                               "results": list(self._results), "sources": list(self._sources.values()),
+                               "last": list(self._last.values())}
 
     def events_after(self, seq: int) -> tuple[int, list[str], bool]:
         """-> (the newest sequence number, the events after ``seq``, whether some were lost to a slow viewer)."""
@@ -139,35 +147,46 @@ class WebHub:
             lost = self._events[0][0] > seq + 1
             return self._seq, [text for number, text in self._events if number > seq], lost
 
-    def level(self, seconds: float = 0.2) -> float | None:
-        """The microphone's loudness over the newest ``seconds``, in dBFS (None without audio)."""
-        if self.audio is None:
+    def level(self, stream: str | None = None, seconds: float = 0.2) -> float | None:
+        """A stream's loudness over the newest ``seconds``, in dBFS (None without audio); the first stream's by
+        default."""
+        audio = self.streams[stream][1] if stream is not None else self.audio
+        if audio is None:
             return None
-        samples = self.audio.newest(seconds)
+        samples = audio.newest(seconds)
         if samples is None or not len(samples):
             return None
         rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
         return round(20 * np.log10(max(rms, 1e-6)), 1)
 
-    def preview_event(self) -> tuple[float, str] | None:
-        """The newest preview as a server-sent event (base64 JPEG), formatted once and shared by every viewer."""
-        shot = self.preview()
+    def levels(self) -> dict[str, float | None]:
+        return {name: self.level(name) for name in self.streams}
+
+    def preview_event(self, stream: str | None = None) -> tuple[float, str] | None:
+        """A stream's newest preview as a server-sent event (base64 JPEG), formatted once and shared by every
+        viewer."""
+        stream = stream if stream is not None else next(iter(self.streams))
+        shot = self.preview(stream)
         if shot is None:
             return None
         with self._preview_lock:
-            if self._preview_event is None or self._preview_event[0] != shot[0]:
+            formatted = self._preview_events.get(stream)
+            if formatted is None or formatted[0] != shot[0]:
                 data = base64.b64encode(shot[1]).decode("ascii")
-                self._preview_event = (shot[0], f'data: {{"type": "preview", "time": {shot[0]:.3f}, '
-                                                f'"jpeg": "{data}"}}\n\n')
-            return self._preview_event
+                payload = json.dumps({"type": "preview", "stream": stream, "time": round(shot[0], 3), "jpeg": data})
+                formatted = (shot[0], f"data: {payload}\n\n")
+                self._preview_events[stream] = formatted
+            return formatted
 
-    def preview(self) -> tuple[float, bytes] | None:
-        """The newest frame as a JPEG: encoded at most PREVIEW_FPS times a second, shared by every viewer."""
+    def preview(self, stream: str | None = None) -> tuple[float, bytes] | None:
+        """A stream's newest frame as a JPEG: encoded at most PREVIEW_FPS times a second, shared by every viewer."""
+        stream = stream if stream is not None else next(iter(self.streams))
         with self._preview_lock:
-            latest = self.frames.latest()
+            latest = self.streams[stream][0].latest()
             now = time.monotonic()
-            stale = self._preview is None or (latest is not None and latest[0] != self._preview[0])
-            if latest is not None and stale and now - self._preview_at >= 1.0 / PREVIEW_FPS:
+            held = self._previews.get(stream)
+            stale = held is None or (latest is not None and latest[0] != held[0])
+            if latest is not None and stale and now - self._preview_at.get(stream, 0.0) >= 1.0 / PREVIEW_FPS:
                 import cv2
 
                 stamp, frame = latest
@@ -177,8 +196,8 @@ class WebHub:
                                        interpolation=cv2.INTER_AREA)
                 ok, data = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 75])
                 if ok:
-                    self._preview, self._preview_at = (stamp, data.tobytes()), now
-            return self._preview
+                    self._previews[stream], self._preview_at[stream] = (stamp, data.tobytes()), now
+            return self._previews.get(stream)
 
 
 def page_html() -> str:
@@ -199,7 +218,10 @@ def build_app(hub: WebHub, token: str | None):
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     async def preview(request):
-        shot = hub.preview()
+        stream = request.query_params.get("stream") or None
+        if stream is not None and stream not in hub.streams:
+            return JSONResponse({"error": "no such stream"}, status_code=404)
+        shot = hub.preview(stream)
         if shot is None:
             return Response(status_code=204, headers={"Cache-Control": "no-store"})
         return Response(shot[1], media_type="image/jpeg",
@@ -218,16 +240,18 @@ def build_app(hub: WebHub, token: str | None):
         async def updates():
             seq, snapshot = hub.snapshot()
             yield f"data: {json.dumps(snapshot, ensure_ascii=False, default=str)}\n\n"
-            shown = None  # the preview this viewer has
+            shown: dict[str, float] = {}  # per stream, the preview this viewer has
             while not hub.closed:  # a tick per LEVEL_PERIOD: cheap for the session's process, prompt for a person
                 seq, texts, lost = hub.events_after(seq)
                 if lost:
                     texts.insert(0, '{"type": "gap"}')
-                texts.append(json.dumps({"type": "level", "dbfs": hub.level()}))
+                levels = hub.levels()
+                texts.append(json.dumps({"type": "level", "dbfs": next(iter(levels.values())), "levels": levels}))
                 chunk = "".join(f"data: {text}\n\n" for text in texts)
-                preview = hub.preview_event()
-                if preview is not None and preview[0] != shown:
-                    shown, chunk = preview[0], chunk + preview[1]
+                for stream in hub.streams:
+                    preview = hub.preview_event(stream)
+                    if preview is not None and preview[0] != shown.get(stream):
+                        shown[stream], chunk = preview[0], chunk + preview[1]
                 yield chunk  # waits while this viewer's socket is full: only this viewer falls behind
                 await asyncio.sleep(LEVEL_PERIOD)
 
