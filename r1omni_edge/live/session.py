@@ -313,30 +313,31 @@ class LiveSession:
 def run_sessions(sessions: list[LiveSession], duration: float | None = None,
                  ended: Callable[[LiveSession], bool] = lambda session: False,
                  on_idle: Callable[[], None] | None = None, wait_for_last: float = 30.0) -> None:
-    """Several streams' sessions on one clock and one scheduler: each ticks on its own window and stride. A stream
-    whose input ended (``ended``: a video file played once) stops once its last window is answered; all stop at
-    ``duration``, on Ctrl-C or SIGTERM, when an output fails, or when every input has ended. Each stream's
-    ``stopped`` event carries its own counts. The streams' ticks are spread over the shortest stride, so that their
-    windows do not all reach the recognizer at the same moment."""
+    """Several streams' sessions on one clock and one scheduler: each ticks on its own window and stride. The
+    streams' ticks are spread over the shortest stride, so that their windows do not all reach the recognizer at the
+    same moment; each stream then runs ``duration`` seconds from its own start, so that every stream gets as many
+    windows. A stream whose input ended (``ended``: a video file played once) or whose duration is over stops once
+    its last window is answered; all stop on Ctrl-C or SIGTERM, or when an output fails. Each stream's ``stopped``
+    event carries its own counts."""
     began = clock()
     spread = min(session.config.stride for session in sessions) / len(sessions)
+    until: dict[LiveSession, float] = {}
     for index, session in enumerate(sessions):
         session.begin(index * spread)
-    active, reason = list(sessions), "input ended"
+        until[session] = float("inf") if duration is None else began + duration + index * spread
+    active, reason = list(sessions), "stopped"
     try:
         while active:
             if any(session.stopping for session in sessions):
-                reason = "stopped"
                 break
             now = clock()
-            if duration is not None and now - began >= duration:
-                reason = "duration reached"
-                break
             for session in list(active):
-                if not ended(session):
+                why = "input ended" if ended(session) else "duration reached" if now >= until[session] else None
+                if why is None:
                     session.poll(now)
-                elif session.scheduler.idle(session.name, 0):  # its last window is answered
-                    session.finish("input ended", 0)
+                elif session.scheduler.idle(session.name, 0) or now >= until[session] + wait_for_last:
+                    # its last window is answered (or had its wait_for_last seconds)
+                    session.finish(why, 0)
                     active.remove(session)
             if on_idle is not None:
                 on_idle()
