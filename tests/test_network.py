@@ -383,3 +383,55 @@ def test_service_install_takes_a_streams_file_and_keeps_passwords_off_the_comman
     assert "put the camera in a streams file" in err and PASSWORD not in err
     assert main([*args, "--source", "door=rtsp://10.0.0.5/s", "--source", "desk=0"]) == 0
     assert "--source door=rtsp://10.0.0.5/s --source desk=0" in capsys.readouterr().out
+
+
+# ---- an HTTP MJPEG camera (no sound) -------------------------------------------------------------------------------
+@pytest.fixture
+def mjpeg_server():
+    """An HTTP server on 127.0.0.1 that sends a yellow picture as multipart MJPEG, 10 frames a second, as cheap
+    network cameras do."""
+    import cv2
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    picture = np.zeros((64, 64, 3), np.uint8)
+    picture[:] = (40, 200, 240)  # BGR: the toy's happy yellow
+    jpeg = cv2.imencode(".jpg", picture)[1].tobytes()
+
+    class Camera(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            try:
+                while not stopping.is_set():
+                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                     + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+                    time.sleep(0.1)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    stopping = threading.Event()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Camera)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/video.mjpg"
+    stopping.set()
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_http_mjpeg_camera_runs_video_only(toy, mjpeg_server, tmp_path, capsys):
+    bundle, _ = toy
+    jsonl = tmp_path / "events.jsonl"
+    code = main(["live", "--bundle", str(bundle), "--camera", mjpeg_server, "--duration", "4", "--window", "2",
+                 "--stride", "1", "--jsonl", str(jsonl), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    events = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    connected = next(e for e in events if e["type"] == "source" and e["status"] == "connected")
+    assert connected["audio"] is False and "mjpeg" in connected["detail"]
+    results = [e for e in events if e["type"] == "result"]
+    assert len(results) >= 2 and all(e["audio"] == "not used" and e["frames"] >= 8 for e in results)

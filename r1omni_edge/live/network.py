@@ -19,12 +19,10 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 
-import numpy as np
-
 from ..errors import InputError
-from ..media import SAMPLE_RATE, to_mono
+from ..media import SAMPLE_RATE
 from .rings import AudioRing, FrameRing, clock
-from .sources import EventSink, Source
+from .sources import EventSink, Source, mono_16k
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "srt", "udp", "tcp")
 # the protocols FFmpeg may use for a network camera; "file" is not among them, so a playlist cannot read local files
@@ -211,12 +209,6 @@ class NetworkSource(Source):
             container.close()
         except Exception:  # noqa: BLE001 - a connection already gone may fail to close; nothing more to do
             pass
-
-
-def mono_16k(resampler, frame) -> np.ndarray | None:
-    """A decoded audio frame as mono float32 at 16 kHz (None while the resampler holds it back)."""
-    chunks = [to_mono(chunk.to_ndarray()) for chunk in resampler.resample(frame)]
-    return np.concatenate(chunks) if chunks else None
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """Live inputs: one thread per source writing into a bounded ring buffer (``rings.py``). A source that fails
 reports it and reconnects with backoff; a file that ends reports that and stops.
 
-Sources: a camera (OpenCV: device index, video file, RTSP URL or GStreamer pipeline for Jetson cameras), a
-microphone (sounddevice, 16 kHz mono; the stream is built by a factory, the seam tests fill with a paced fake),
-and a clip (PyAV: video and audio, paced in real time or as fast as possible).
+Sources: a camera (OpenCV: device index, video file or GStreamer pipeline for Jetson cameras; network cameras
+with their sound are ``network.py``'s), a microphone (sounddevice, 16 kHz mono; the stream is built by a factory,
+the seam tests fill with a paced fake), and a clip (PyAV: video and audio, paced in real time or as fast as
+possible).
 """
 
 from __future__ import annotations
@@ -259,6 +260,12 @@ class PacedAudioStream:
         self.stop()
 
 
+def mono_16k(resampler, frame) -> np.ndarray | None:
+    """A decoded audio frame as mono float32 at 16 kHz (None while the resampler holds it back)."""
+    chunks = [to_mono(chunk.to_ndarray()) for chunk in resampler.resample(frame)]
+    return np.concatenate(chunks) if chunks else None
+
+
 class FileSource(Source):
     """A clip played as a camera and a microphone: frames and audio on the same clock, in real time or as fast as
     possible. As fast as possible, items are stamped by media time, ``media_time`` tells how far the reader has got,
@@ -359,9 +366,8 @@ class FileSource(Source):
                     self.frames.push(stamp, frame.to_ndarray(format="rgb24"))
                     self._last_frame = at
             elif self.audio is not None:
-                chunks = [to_mono(f.to_ndarray()) for f in self._resampler.resample(frame)]
-                if chunks:
-                    samples = np.concatenate(chunks)
+                samples = mono_16k(self._resampler, frame)
+                if samples is not None:
                     self.audio.push(stamp + len(samples) / SAMPLE_RATE, samples)
                     self.media_end = max(self.media_end, at + len(samples) / SAMPLE_RATE)
             self.media_time = max(self.media_time, at)

@@ -125,12 +125,16 @@ class Recognizer:
         self.options = replace(self.options, audio_gate=name)
 
     def check(self, options: RecognitionOptions) -> RecognitionOptions:
-        """``options`` checked against this engine now (its audio window; its audio gate made), so that a job fails
-        before its first clip or window, not at it."""
+        """``options`` checked against this engine now (its audio window; its audio gate made; the tail layout's
+        silence computed), so that a job fails before its first clip or window, not at it, and its first window is
+        as quick as the others."""
         self.processor.check_audio_window(options.audio_window)
         self._gate(options.audio_gate)
         if options.audio_window != "full":
-            self._check_layout(self.audio_layout_for(options))
+            layout = self.audio_layout_for(options)
+            self._check_layout(layout)
+            if layout == "tail":  # the silence it needs, computed now: not in the first window's latency
+                self.silence_embeds(self.info.audio_seconds)
         warning = self.front_end_warning(options)
         if warning:
             log.warning("%s", warning)
