@@ -111,12 +111,16 @@ def main() -> None:
     if args.worker:
         return worker(args)
 
-    from r1omni_edge.cli.demo import TOY_ADAPTED, prepare
-
     work = Path(tempfile.mkdtemp(prefix="r1omni-streams-"))
-    toy_bundle, args.clip, _ = prepare(work, model=TOY_ADAPTED)
-    name = "toy" if args.bundle is None else args.bundle.name
-    args.bundle = args.bundle or toy_bundle
+    if args.bundle is None:
+        from r1omni_edge.cli.demo import TOY_ADAPTED, prepare
+
+        args.bundle, args.clip, _ = prepare(work, model=TOY_ADAPTED)
+    else:
+        from r1omni_edge.synthetic.task import write_scene_clip
+
+        args.clip, _ = write_scene_clip(work / "scenes.mp4")
+    name = "toy" if args.bundle.parent == work else args.bundle.name
     args.seconds = args.seconds or (20.0 if name == "toy" else 60.0)
     info = machine_info(with_torch=False)
     print_header(f"streams: N streams on one model against N processes, {args.bundle}, fast profile, "

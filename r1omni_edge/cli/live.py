@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+from pathlib import Path
 
 from .common import open_bundle, refuse
 from .options import SECONDS, add_live_args, add_runtime_args, recognition_options
@@ -66,8 +68,15 @@ def _finish(*sessions) -> int:
         if session.failure is not None:
             raise session.failure
     reasons = {session.stop_reason for session in sessions}
-    return next((code for reason, code in (("terminated", 128 + signal.SIGTERM), ("interrupted", 130))
+    code = next((code for reason, code in (("terminated", 128 + signal.SIGTERM), ("interrupted", 130))
                  if reason in reasons), 0)
+    if any(session.scheduler.working for session in sessions):
+        # a recognition still inside onnxruntime after the wait for it (Ctrl-C or SIGTERM): the interpreter's exit
+        # would tear the library down under it and abort (exit 134). Every output is closed and flushed: leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _terminate_gracefully() -> None:
@@ -104,18 +113,40 @@ def _jsonl(args: argparse.Namespace):
     return JsonlSink(args.jsonl, max_bytes=int((args.jsonl_max_mb or 0) * 1e6), backups=args.jsonl_keep)
 
 
+def _mqtt(args: argparse.Namespace):
+    """--mqtt as a target, checked before the model loads; None without --mqtt."""
+    if args.mqtt is None:
+        given = [flag for flag, value in (("--mqtt-client-id", args.mqtt_client_id), ("--mqtt-ca", args.mqtt_ca),
+                                          ("--mqtt-cert", args.mqtt_cert), ("--mqtt-key", args.mqtt_key),
+                                          ("--mqtt-discovery", args.mqtt_discovery),
+                                          ("--mqtt-required", args.mqtt_required)) if value]
+        refuse(given, "to --mqtt")
+        return None
+    from ..live.mqtt import parse_mqtt
+
+    for flag, path in (("--mqtt-ca", args.mqtt_ca), ("--mqtt-cert", args.mqtt_cert), ("--mqtt-key", args.mqtt_key)):
+        if path is not None and not Path(path).is_file():
+            from ..errors import InputError
+
+            raise InputError(f"{flag} {path}: no such file")
+    return parse_mqtt(args.mqtt, client_id=args.mqtt_client_id, qos=args.mqtt_qos, ca=args.mqtt_ca,
+                      cert=args.mqtt_cert, key=args.mqtt_key, discovery=args.mqtt_discovery,
+                      discovery_prefix=args.mqtt_discovery_prefix, required=args.mqtt_required,
+                      queue=args.mqtt_queue)
+
+
 def _serving(url: str) -> None:
     print(f"r1omni-edge: the live view is at {url}", file=sys.stderr, flush=True)
 
 
 def _prepare(args: argparse.Namespace):
     """What live and stream check and open before they run, cheapest first: the settings, the web view's address
-    and token, the JSONL file, then the bundle; and SIGTERM from then on ends the session like Ctrl-C."""
-    config, serve, jsonl = _live_config(args), _serve(args), _jsonl(args)
+    and token, the MQTT target, the JSONL file, then the bundle; and SIGTERM from then on ends the session like Ctrl-C."""
+    config, serve, mqtt, jsonl = _live_config(args), _serve(args), _mqtt(args), _jsonl(args)
     recognizer = open_bundle(args)
     recognizer.check(config.recognition)
     _terminate_gracefully()
-    return config, serve, jsonl, recognizer
+    return config, serve, jsonl, mqtt, recognizer
 
 
 def live_streams(args: argparse.Namespace):
@@ -144,10 +175,10 @@ def cmd_live(args: argparse.Namespace) -> int:
     from ..live.run import run_streams
 
     streams = live_streams(args)
-    config, serve, jsonl, recognizer = _prepare(args)
+    config, serve, jsonl, mqtt, recognizer = _prepare(args)
     sessions = run_streams(recognizer, streams, config, use_microphone=not args.no_mic, jsonl=jsonl, show=args.show,
                            duration=args.duration, view=not args.quiet, open_timeout=args.open_timeout, serve=serve,
-                           on_serving=_serving, default_microphone=len(streams) == 1 and not (args.source or args.streams))
+                           on_serving=_serving, mqtt=mqtt, default_microphone=len(streams) == 1 and not (args.source or args.streams))
     return _finish(*sessions)
 
 
@@ -158,7 +189,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
     from ..live.run import run_stream
 
     check_clip_file(Path(args.clip))
-    config, serve, jsonl, recognizer = _prepare(args)
+    config, serve, jsonl, mqtt, recognizer = _prepare(args)
     session = run_stream(recognizer, args.clip, config, realtime=not args.fast, jsonl=jsonl,
-                         view=not args.quiet, use_audio=not args.video_only, serve=serve, on_serving=_serving)
+                         view=not args.quiet, use_audio=not args.video_only, serve=serve, on_serving=_serving,
+                         mqtt=mqtt)
     return _finish(session)

@@ -32,6 +32,12 @@ class Scheduler:
         with self._cond:
             return stream in self._running
 
+    @property
+    def working(self) -> bool:
+        """A window of some stream is being recognised now."""
+        with self._cond:
+            return bool(self._running)
+
     def offer(self, stream: Hashable, work: Callable[[], None], wait: bool = False) -> str:
         """Hand over ``stream``'s newest window (``work`` recognises it and reports the result). BUSY: its previous
         window is being recognised, this one is dropped; REPLACED: it took the place (and turn) of the stream's

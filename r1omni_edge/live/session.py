@@ -83,6 +83,7 @@ class LiveSession:
         self.realtime = True  # False in run_offline: windows in media time, recognised one after another
         self._stopping = threading.Event()
         self._emit_lock = emit_lock or threading.Lock()  # shared by the streams of a run: one event at a time
+        self.extra_counts: list[Callable[[str], dict[str, int]]] = []  # what outputs add to `stopped` (MQTT drops)
         self._next_tick = 0.0
 
     # ---- events -------------------------------------------------------------------------------------------------
@@ -138,7 +139,8 @@ class LiveSession:
 
     def _stopped(self, reason: str) -> None:
         self.stop_reason = reason
-        self.emit({"type": "stopped", "time": self.elapsed(), "reason": reason, **self._counts()})
+        extra = {key: value for counts in self.extra_counts for key, value in counts(self.name).items()}
+        self.emit({"type": "stopped", "time": self.elapsed(), "reason": reason, **self._counts(), **extra})
 
     # ---- one window -----------------------------------------------------------------------------------------------
     def _window(self, start: float, end: float) -> list[float]:
@@ -317,8 +319,9 @@ def run_sessions(sessions: list[LiveSession], duration: float | None = None,
     streams' ticks are spread over the shortest stride, so that their windows do not all reach the recognizer at the
     same moment; each stream then runs ``duration`` seconds from its own start, so that every stream gets as many
     windows. A stream whose input ended (``ended``: a video file played once) or whose duration is over stops once
-    its last window is answered; all stop on Ctrl-C or SIGTERM, or when an output fails. Each stream's ``stopped``
-    event carries its own counts."""
+    its last window is answered (a recognition always ends: its tokens are bounded); all stop on Ctrl-C or SIGTERM,
+    or when an output fails, and then the windows in flight get ``wait_for_last`` seconds. Each stream's
+    ``stopped`` event carries its own counts."""
     began = clock()
     spread = min(session.config.stride for session in sessions) / len(sessions)
     until: dict[LiveSession, float] = {}
@@ -335,8 +338,7 @@ def run_sessions(sessions: list[LiveSession], duration: float | None = None,
                 why = "input ended" if ended(session) else "duration reached" if now >= until[session] else None
                 if why is None:
                     session.poll(now)
-                elif session.scheduler.idle(session.name, 0) or now >= until[session] + wait_for_last:
-                    # its last window is answered (or had its wait_for_last seconds)
+                elif session.scheduler.idle(session.name, 0):  # its last window is answered
                     session.finish(why, 0)
                     active.remove(session)
             if on_idle is not None:
