@@ -57,6 +57,13 @@ class Scheduler:
             self._cond.notify_all()
             return outcome
 
+    def withdraw(self, stream: Hashable) -> bool:
+        """Take back ``stream``'s waiting window (a stream that stops); True when there was one."""
+        with self._cond:
+            found = self._waiting.pop(stream, None) is not None
+            self._cond.notify_all()
+            return found
+
     def idle(self, stream: Hashable, timeout: float | None = None) -> bool:
         """Wait until ``stream`` has no window waiting or running; False when ``timeout`` passed first."""
         with self._cond:

@@ -318,8 +318,10 @@ def run_sessions(sessions: list[LiveSession], duration: float | None = None,
     """Several streams' sessions on one clock and one scheduler: each ticks on its own window and stride. The
     streams' ticks are spread over the shortest stride, so that their windows do not all reach the recognizer at the
     same moment; each stream then runs ``duration`` seconds from its own start, so that every stream gets as many
-    windows. A stream whose input ended (``ended``: a video file played once) or whose duration is over stops once
-    its last window is answered (a recognition always ends: its tokens are bounded); all stop on Ctrl-C or SIGTERM,
+    windows. A stream whose input ended (``ended``: a video file played once) stops once its last window is
+    answered; one whose duration is over drops its window that has not begun (as one stream's would have been
+    dropped) and stops once the one being recognised is answered (a recognition always ends: its tokens are
+    bounded); all stop on Ctrl-C or SIGTERM,
     or when an output fails, and then the windows in flight get ``wait_for_last`` seconds. Each stream's
     ``stopped`` event carries its own counts."""
     began = clock()
@@ -338,7 +340,10 @@ def run_sessions(sessions: list[LiveSession], duration: float | None = None,
                 why = "input ended" if ended(session) else "duration reached" if now >= until[session] else None
                 if why is None:
                     session.poll(now)
-                elif session.scheduler.idle(session.name, 0):  # its last window is answered
+                    continue
+                if why == "duration reached" and session.scheduler.withdraw(session.name):
+                    session.dropped += 1  # not begun when its time was up: dropped, as a single stream's would be
+                if session.scheduler.idle(session.name, 0):  # its last window is answered
                     session.finish(why, 0)
                     active.remove(session)
             if on_idle is not None:
