@@ -22,6 +22,7 @@ def test_shared_modules_do_not_import_torch():
 def test_engines_live_and_the_front_door_load_without_torch():
     _without_torch("import r1omni_edge.engines, r1omni_edge.engines.onnxruntime, r1omni_edge.engines.tensorrt\n"
                    "import r1omni_edge.live.run, r1omni_edge.live.web, r1omni_edge.live.overlay, r1omni_edge.open\n"
+                   "import r1omni_edge.live.network, r1omni_edge.live.mqtt, r1omni_edge.http_service\n"
                    "import r1omni_edge.batch.job, r1omni_edge.batch.evaluate, r1omni_edge.pipeline\n")
 
 

@@ -14,7 +14,7 @@ CORE = {"errors", "typed", "labels", "label_choice", "result", "recognition", "c
         ""}
 HEAVY = {"torch", "torchvision", "transformers", "timm", "accelerate", "peft", "trl"}
 ENGINE_LIBS = {"onnxruntime", "tensorrt", "cuda"}
-DEVICE_LIBS = {"cv2", "sounddevice", "starlette", "uvicorn"}
+DEVICE_LIBS = {"cv2", "sounddevice", "starlette", "uvicorn", "paho"}
 ANY = object()
 
 # room -> (rooms it may import at module level, rooms it may import inside functions only, libraries it never
@@ -33,11 +33,13 @@ RULES: dict[str, tuple[set, set, set]] = {
     "train": (CORE | {"datasets", "evaluation", "model"}, set(), ENGINE_LIBS | DEVICE_LIBS | {"ray"}),
     "synthetic": (CORE | {"model"}, set(), ENGINE_LIBS | DEVICE_LIBS | {"ray"}),
     "batch": (CORE | {"datasets", "evaluation", "open"}, set(), HEAVY | ENGINE_LIBS | DEVICE_LIBS),
+    "http_service": (CORE | {"open", "live"}, set(), HEAVY | ENGINE_LIBS | {"ray"}),
     "cli": (ANY, ANY, set()),
 }
 ROOM_OF = {"bundle": "bundle", "datasets": "datasets", "evaluation": "evaluation", "pipeline": "pipeline",
            "engines": "engines", "model": "model", "live": "live", "open": "open", "export": "export",
-           "train": "train", "synthetic": "synthetic", "batch": "batch", "cli": "cli"}
+           "train": "train", "synthetic": "synthetic", "batch": "batch", "http_service": "http_service",
+           "cli": "cli"}
 
 
 def room_of(module: str) -> str:

@@ -113,8 +113,14 @@ def _jsonl(args: argparse.Namespace):
     return JsonlSink(args.jsonl, max_bytes=int((args.jsonl_max_mb or 0) * 1e6), backups=args.jsonl_keep)
 
 
+MQTT_ENV = "R1OMNI_EDGE_MQTT"  # --mqtt's default: a URL with a password stays out of the process list
+
+
 def _mqtt(args: argparse.Namespace):
-    """--mqtt as a target, checked before the model loads; None without --mqtt."""
+    """--mqtt (else $R1OMNI_EDGE_MQTT) as a target, checked before the model loads; None without either."""
+    import os
+
+    args.mqtt = args.mqtt or os.environ.get(MQTT_ENV) or None
     if args.mqtt is None:
         given = [flag for flag, value in (("--mqtt-client-id", args.mqtt_client_id), ("--mqtt-ca", args.mqtt_ca),
                                           ("--mqtt-cert", args.mqtt_cert), ("--mqtt-key", args.mqtt_key),

@@ -8,11 +8,11 @@ import signal
 import sys
 
 from ..errors import R1OmniError
-from . import batch, demo, doctor, export, live, predict, service, train
+from . import batch, demo, doctor, export, live, predict, serve, service, train
 from .options import Parser
 
 log = logging.getLogger("r1omni_edge")
-FAMILIES = (predict, export, batch, live, demo, doctor, service, train)  # the order of the help's command list
+FAMILIES = (predict, export, batch, live, serve, demo, doctor, service, train)  # the order of the help's command list
 
 
 def build_parser() -> Parser:

@@ -144,6 +144,23 @@ def add_live_args(parser: argparse.ArgumentParser) -> None:
     web.add_argument("--token", help="the page's access token (default: $R1OMNI_EDGE_TOKEN, else one generated and "
                                      "printed for any HOST but loopback)")
     web.add_argument("--no-token", action="store_true", help="no token (refused for any HOST but loopback)")
+    mqtt = parser.add_argument_group("MQTT")
+    mqtt.add_argument("--mqtt", metavar="URL", help="publish every event: mqtt[s]://[user[:password]@]host[:port]"
+                                                    "[/prefix] (topics PREFIX/STREAM/result, label, source, session)")
+    mqtt.add_argument("--mqtt-client-id", metavar="ID", help="the MQTT client id (default: one the broker assigns)")
+    mqtt.add_argument("--mqtt-qos", type=int, choices=(0, 1, 2), default=1,
+                      help="QoS of results and events (default 1: re-sent after a reconnect)")
+    mqtt.add_argument("--mqtt-ca", metavar="FILE", help="TLS: the CA certificate that signs the broker's")
+    mqtt.add_argument("--mqtt-cert", metavar="FILE", help="TLS: this client's certificate")
+    mqtt.add_argument("--mqtt-key", metavar="FILE", help="TLS: this client's private key")
+    mqtt.add_argument("--mqtt-queue", type=POSITIVE_INT, default=1000, metavar="N",
+                      help="messages held while the broker is away; the oldest are dropped and counted (default 1000)")
+    mqtt.add_argument("--mqtt-discovery", action="store_true",
+                      help="announce a sensor per stream to Home Assistant (MQTT discovery)")
+    mqtt.add_argument("--mqtt-discovery-prefix", default="homeassistant", metavar="PREFIX",
+                      help="Home Assistant's discovery prefix (default homeassistant)")
+    mqtt.add_argument("--mqtt-required", action="store_true",
+                      help="exit (2) when the broker does not answer at start (default: a notice, and reconnects)")
 
 
 def recognition_options(args: argparse.Namespace, base: RecognitionOptions = RecognitionOptions(),

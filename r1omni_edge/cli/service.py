@@ -1,7 +1,8 @@
-"""``r1omni-edge service install``: live recognition as a systemd service, started at boot and restarted when it
-stops. The unit runs ``r1omni-edge live`` with the arguments given (checked now, so that a typo fails here and not at
-boot), by this Python, with absolute paths; the JSONL events rotate by size; a web view's token lives in an
-environment file only root reads, not in the world-readable unit."""
+"""``r1omni-edge service install``: live recognition (``live``) or the HTTP recognition service (``--command
+serve``) as a systemd service, started at boot and restarted when it stops. The unit runs the command with the
+arguments given (checked now, so that a typo fails here and not at boot), by this Python, with absolute paths; the
+JSONL events rotate by size; a web view's or service's token and an MQTT URL with a password live in an environment
+file only root reads, not in the world-readable unit."""
 
 from __future__ import annotations
 
@@ -23,16 +24,18 @@ UNIT_DIR = Path("/etc/systemd/system")
 @dataclass
 class ServicePlan:
     name: str
-    live_args: list[str]  # the arguments of `r1omni-edge live`, paths absolute
+    live_args: list[str]  # the arguments of `r1omni-edge COMMAND`, paths absolute
     user: str | None
     env: dict[str, str]  # written to the environment file (the web view's token)
     unit_path: Path
     env_path: Path
+    command: str = "live"
 
     def unit(self) -> str:
-        command = shlex.join([sys.executable, "-m", "r1omni_edge.cli", "live", *self.live_args])
+        command = shlex.join([sys.executable, "-m", "r1omni_edge.cli", self.command, *self.live_args])
+        what = "live emotion recognition" if self.command == "live" else "emotion recognition service (HTTP)"
         lines = ["[Unit]",
-                 f"Description=r1omni-edge live emotion recognition ({self.name})",
+                 f"Description=r1omni-edge {what} ({self.name})",
                  "Wants=network-online.target",
                  "After=network-online.target sound.target",
                  "",
@@ -57,25 +60,59 @@ class ServicePlan:
         return "".join(f"{key}={value}\n" for key, value in self.env.items())
 
 
+def plan_serve(serve_args: list[str], args, name: str, user: str | None, unit_dir: Path,
+               env_dir: Path) -> ServicePlan:
+    """The unit for ``r1omni-edge serve SERVE_ARGS``: the bundle checked, paths absolute, the token in the
+    environment file."""
+    from ..bundle import read_manifest
+    from ..live.web import TOKEN_ENV, ServeAddress, choose_token
+
+    if args.bundle is not None:
+        read_manifest(args.bundle)
+    values = _absolute(list(serve_args), ("--bundle", "--model", "--models-dir", "--siglip", "--whisper", "--bert"))
+    token = choose_token(ServeAddress(args.host, args.port), args.token, args.no_token)
+    if args.token is not None:
+        _drop(values, "--token")
+    env = {TOKEN_ENV: token} if token is not None else {}
+    return ServicePlan(name, values, user, env, unit_dir / f"{name}.service", env_dir / f"{name}.env", "serve")
+
+
+def _drop(values: list[str], flag: str) -> None:
+    """``flag`` and its value out of ``values`` (``--flag VALUE`` or ``--flag=VALUE``)."""
+    for index, value in enumerate(values):
+        if value == flag:
+            del values[index:index + 2]
+            return
+        if value.startswith(flag + "="):
+            del values[index]
+            return
+
+
+def _absolute(values: list[str], flags: tuple[str, ...]) -> list[str]:
+    """The paths after ``flags`` made absolute: relative to where the command was run, not to the service's /."""
+    for flag in flags:
+        if flag in values:
+            index = values.index(flag) + 1
+            values[index] = str(Path(values[index]).resolve())
+    return values
+
+
 def plan_service(live_args: list[str], args, name: str = "r1omni-edge", user: str | None = None,
                  unit_dir: Path = UNIT_DIR, env_dir: Path = Path("/etc/r1omni-edge")) -> ServicePlan:
     """The unit for ``r1omni-edge live LIVE_ARGS`` (``args``: those arguments as `live` parsed them): the bundle
-    checked, relative paths made absolute, rotation added to --jsonl, a token for --serve."""
+    checked, relative paths made absolute, rotation added to --jsonl, a token for --serve, an MQTT password out of
+    the unit."""
     from ..bundle import read_manifest
+    from ..live.network import secrets_of
     from ..live.web import TOKEN_ENV, choose_token, parse_serve
+    from .live import MQTT_ENV
 
-    if not name.replace("-", "").replace("_", "").isalnum():
-        raise InputError(f"--name {name!r}: letters, digits, - and _ only (it names the unit file)")
     if args.duration is not None:
         raise InputError("--duration: a service runs until it is stopped; leave it out")
     if args.show:
         raise InputError("--show: a service has no display; use --serve to watch it from a browser")
     read_manifest(args.bundle)
-    values = list(live_args)
-    for flag in ("--bundle", "--jsonl"):  # relative to where the command was run, not to the service's /
-        if flag in values:
-            index = values.index(flag) + 1
-            values[index] = str(Path(values[index]).resolve())
+    values = _absolute(list(live_args), ("--bundle", "--jsonl", "--mqtt-ca", "--mqtt-cert", "--mqtt-key"))
     _absolute_cameras(values)
     _no_password_on_the_command_line(args)
     if args.jsonl and args.jsonl_max_mb is None:
@@ -84,10 +121,12 @@ def plan_service(live_args: list[str], args, name: str = "r1omni-edge", user: st
     if args.serve is not None:
         token = choose_token(parse_serve(args.serve), args.token, args.no_token)
         if args.token is not None:  # out of the world-readable unit, into the root-only environment file
-            index = values.index("--token")
-            del values[index:index + 2]
+            _drop(values, "--token")
         if token is not None:
             env[TOKEN_ENV] = token
+    if args.mqtt is not None and secrets_of(args.mqtt):  # the password out of the unit and the process list
+        _drop(values, "--mqtt")
+        env[MQTT_ENV] = args.mqtt
     if "--quiet" not in values:
         values.append("--quiet")  # the journal gets the summary and the errors, the JSONL the events
     return ServicePlan(name, values, user, env, unit_dir / f"{name}.service", env_dir / f"{name}.env")
@@ -156,6 +195,8 @@ def register(sub) -> None:
     install.add_argument("--env-dir", default="/etc/r1omni-edge", metavar="DIR",
                          help="where the web view's token is kept (mode 600)")
     install.add_argument("--print", action="store_true", help="print the unit instead of writing it")
+    install.add_argument("--command", choices=("live", "serve"), default="live",
+                         help="what the service runs: live recognition (default) or the HTTP recognition service")
     install.add_argument("live_args", nargs=argparse.REMAINDER, metavar="-- LIVE ARGUMENTS",
                          help="what `r1omni-edge live` takes, e.g. -- --bundle B --camera 0 --jsonl F --serve "
                               "0.0.0.0:8080, or --streams FILE for several cameras")
@@ -167,13 +208,17 @@ def cmd_service(args: argparse.Namespace) -> int:
 
     live_args = args.live_args[1:] if args.live_args[:1] == ["--"] else args.live_args
     if not live_args:
-        raise InputError("give the arguments of `r1omni-edge live` after --, e.g. service install -- --bundle B "
-                         "--camera 0 --jsonl /var/log/r1omni-edge/events.jsonl")
+        raise InputError(f"give the arguments of `r1omni-edge {args.command}` after --, e.g. service install -- "
+                         "--bundle B --camera 0 --jsonl /var/log/r1omni-edge/events.jsonl")
+    if not args.name.replace("-", "").replace("_", "").isalnum():
+        raise InputError(f"--name {args.name!r}: letters, digits, - and _ only (it names the unit file)")
     try:
-        parsed = build_parser().parse_args(["live", *live_args])
+        parsed = build_parser().parse_args([args.command, *live_args])
     except SystemExit:  # the parser printed which argument is wrong
-        raise InputError("the arguments after -- are not what `r1omni-edge live` takes (see above)") from None
-    plan = plan_service(live_args, parsed, args.name, args.user, Path(args.unit_dir), Path(args.env_dir))
+        raise InputError(f"the arguments after -- are not what `r1omni-edge {args.command}` takes (see above)"
+                         ) from None
+    plan = (plan_service if args.command == "live" else plan_serve)(
+        live_args, parsed, args.name, args.user, Path(args.unit_dir), Path(args.env_dir))
     if args.print:
         print(plan.unit(), end="")
         return 0
@@ -182,5 +227,5 @@ def cmd_service(args: argparse.Namespace) -> int:
     print(f"start it now and at every boot:\n  sudo systemctl daemon-reload\n  sudo systemctl enable --now {plan.name}\n"
           f"follow it:\n  journalctl -u {plan.name} -f")
     if plan.env:
-        print(f"the web view's token is in {plan.env_path}")
+        print(f"the token (and any MQTT password) is in {plan.env_path}")
     return 0

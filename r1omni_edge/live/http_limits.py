@@ -2,14 +2,15 @@
 
 uvicorn's h11 parser bounds only a request that is still incomplete: a complete request with a 100 kB query, a
 100 kB header or 2,000 headers reaches the application. This ASGI layer, outermost (before the token check), answers
-such a request 414 (request target), 431 (headers) or 413 (body) with one line, and the server goes on; the parser's
-own buffer for an unfinished request is bounded by ``parser_buffer`` (what uvicorn is given as
-``h11_max_incomplete_event_size``). Limits in the spirit of Apache's LimitRequestLine / LimitRequestFields /
+such a request 414 (request target), 431 (headers) or 413 (body) with one line (``{"error": ...}``), and the server
+goes on; the parser's own buffer for an unfinished request is bounded by ``parser_buffer`` (what uvicorn is given
+as ``h11_max_incomplete_event_size``). Limits in the spirit of Apache's LimitRequestLine / LimitRequestFields /
 LimitRequestFieldSize and nginx's large_client_header_buffers.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -57,9 +58,9 @@ class BodyTooLarge(Exception):
 
 
 async def _answer(send: Callable, status: int, reason: str) -> None:
-    body = (reason + "\n").encode()
+    body = (json.dumps({"error": reason}) + "\n").encode()  # as every route's own refusals
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
 

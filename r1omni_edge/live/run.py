@@ -66,6 +66,21 @@ def start_web(serve: tuple[ServeAddress, str | None] | None, streams: dict[str, 
     return server
 
 
+def start_mqtt(target, sessions: list[LiveSession], closers: list[Callable[[], None]], timeout: float):
+    """Every session's events published to ``target`` (an ``mqtt.MqttTarget``), or nothing without one. Its drops
+    go into each stream's ``stopped`` event; it closes (sending what waits) after the sessions stop."""
+    if target is None:
+        return None
+    from .mqtt import MqttSink
+
+    sink = MqttSink(target, [session.name for session in sessions], notice=sessions[0].notice).start(timeout)
+    for session in sessions:
+        session.sinks.append(sink)
+        session.extra_counts.append(sink.counts)
+    closers.insert(0, sink.close)
+    return sink
+
+
 def frame_ring(window: float, read_ahead: float = 0.0) -> FrameRing:
     """Room for a whole window (and what a clip reader may read ahead) at the frame rate sources keep."""
     return FrameRing(max_frames=math.ceil((min(window, MAX_WINDOW) + read_ahead + 1.0) * MAX_FPS))
@@ -127,12 +142,13 @@ def run_streams(recognizer, streams: list[StreamSpec], config: LiveConfig | None
                 stream_factory: Callable | None = None, open_timeout: float = 10.0, loop: bool = False,
                 serve: tuple[ServeAddress, str | None] | None = None,
                 on_serving: Callable[[str], None] | None = None,
-                default_microphone: bool = False) -> list[LiveSession]:
+                default_microphone: bool = False, mqtt=None) -> list[LiveSession]:
     """Several cameras (and their sound) on one recognizer until Ctrl-C (or ``duration``); every stream's events
     carry its name. Returns the finished sessions (their counters), in the order of ``streams``. A stream's window
     and stride default to ``config``'s. ``serve`` (an address and its token) also shows them on a web page, one
     tile per stream; ``on_serving`` gets its URL. ``default_microphone``: a local camera without a named microphone
-    gets the system's default one (one stream, as ``live --camera`` has)."""
+    gets the system's default one (one stream, as ``live --camera`` has). ``mqtt`` (an ``mqtt.MqttTarget``)
+    publishes every event there too."""
     config = config or LiveConfig()
     check_streams(streams)
     if show and len(streams) > 1:
@@ -158,6 +174,7 @@ def run_streams(recognizer, streams: list[StreamSpec], config: LiveConfig | None
     web = None
     cameras = {run.session: run.sources[0] for run in runs}
     try:
+        start_mqtt(mqtt, sessions, closers, open_timeout)
         web = start_web(serve, {session.name: (session.frames, session.audio) for session in sessions}, sessions,
                         on_serving)
         for source in sources:
@@ -176,19 +193,19 @@ def run_live(recognizer, camera: str | int = 0, microphone: str | int | None = N
              duration: float | None = None, on_event: Callable[[dict[str, Any]], None] | None = None,
              view: bool = True, stream_factory: Callable | None = None, open_timeout: float = 10.0,
              loop: bool = False, serve: tuple[ServeAddress, str | None] | None = None,
-             on_serving: Callable[[str], None] | None = None) -> LiveSession:
+             on_serving: Callable[[str], None] | None = None, mqtt=None) -> LiveSession:
     """One camera + its sound until Ctrl-C (or ``duration``): a network camera's own audio, else the microphone
     (``microphone``, or the system's default). Returns the finished session (its counters). ``serve`` (an address
     and its token) also shows the session on a web page; ``on_serving`` gets its URL."""
     spec = StreamSpec(DEFAULT_STREAM, camera, microphone)
     return run_streams(recognizer, [spec], config, use_microphone, jsonl, show, duration, on_event, view,
-                       stream_factory, open_timeout, loop, serve, on_serving, default_microphone=True)[0]
+                       stream_factory, open_timeout, loop, serve, on_serving, default_microphone=True, mqtt=mqtt)[0]
 
 
 def run_stream(recognizer, clip: str | Path, config: LiveConfig | None = None, realtime: bool = True,
                jsonl: str | Path | JsonlSink | None = None, on_event: Callable[[dict[str, Any]], None] | None = None,
                view: bool = True, use_audio: bool = True, serve: tuple[ServeAddress, str | None] | None = None,
-               on_serving: Callable[[str], None] | None = None) -> LiveSession:
+               on_serving: Callable[[str], None] | None = None, mqtt=None) -> LiveSession:
     """A clip through the live pipeline as if it were a camera and a microphone. Windows are in the clip's time,
     in real time and as fast as possible alike; a clip that breaks off raises SourceError after its windows. A clip
     without an audio track gets silence through the audio path, as ``predict`` does; ``use_audio=False`` is the
@@ -204,6 +221,7 @@ def run_stream(recognizer, clip: str | Path, config: LiveConfig | None = None, r
     source = FileSource(clip, frames, audio, session.on_source_event, **source_kwargs)
     web = None
     try:
+        start_mqtt(mqtt, [session], closers, 10.0)
         web = start_web(serve, {DEFAULT_STREAM: (frames, audio)}, [session], on_serving)
         if web is not None:
             web.hub.first_viewer.wait()

@@ -263,7 +263,7 @@ def build_app(hub: WebHub, token: str | None):
         return limit_requests(app, LIMITS)
 
     async def guarded(scope, receive, send):
-        if scope["type"] == "http" and not _has_token(scope, token):
+        if scope["type"] == "http" and not has_token(scope, token):
             await JSONResponse({"error": "missing or wrong token"}, status_code=401)(scope, receive, send)
             return
         await app(scope, receive, send)
@@ -271,7 +271,7 @@ def build_app(hub: WebHub, token: str | None):
     return limit_requests(guarded, LIMITS)
 
 
-def _has_token(scope: dict, token: str) -> bool:
+def has_token(scope: dict, token: str) -> bool:
     from urllib.parse import parse_qs
 
     given = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[-1]
@@ -281,13 +281,14 @@ def _has_token(scope: dict, token: str) -> bool:
     return secrets.compare_digest(given.encode(), token.encode())
 
 
-class WebServer:
-    """uvicorn on a thread of its own, on a socket bound here (so a taken port fails at once, in one line)."""
+class HttpServer:
+    """uvicorn on a socket bound here (so a taken port fails at once, in one line): on a thread of its own
+    (``start``), or in this one until SIGINT or SIGTERM (``run``)."""
 
-    def __init__(self, hub: WebHub, address: ServeAddress, token: str | None):
+    def __init__(self, app, address: ServeAddress, token: str | None):
         import uvicorn
 
-        self.hub, self.address, self.token = hub, address, token
+        self.address, self.token = address, token
         family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
         self.socket = socket.socket(family, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -295,32 +296,48 @@ class WebServer:
             self.socket.bind((address.host, address.port))
         except OSError as exc:
             self.socket.close()
-            raise InputError(f"--serve {address.host}:{address.port}: cannot listen there ({exc.strerror or exc}); "
-                             "choose another port (0: any free one) or address") from None
+            raise InputError(f"{address.host}:{address.port}: cannot listen there ({exc.strerror or exc}); choose "
+                             "another port (0: any free one) or address") from None
         self.socket.listen(64)
         self.port = self.socket.getsockname()[1]
-        config = uvicorn.Config(build_app(hub, token), log_level="warning", lifespan="off", access_log=False,
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
                                 timeout_graceful_shutdown=1, http="h11",  # the parser whose bound is set here
                                 h11_max_incomplete_event_size=LIMITS.parser_buffer)
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True,
-                                       name="r1omni-web")
+        self.thread = threading.Thread(target=self.run, daemon=True, name="r1omni-web")
 
     @property
     def url(self) -> str:
         return ServeAddress(self.address.host, self.port).url(self.token)
 
-    def start(self) -> WebServer:
+    def run(self) -> None:
+        self.server.run(sockets=[self.socket])
+
+    def start(self) -> HttpServer:
         self.thread.start()
         deadline = time.monotonic() + 10
         while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.02)
         if not self.server.started:
-            raise InputError(f"--serve: the web server did not start on {self.address.host}:{self.port}")
+            raise InputError(f"the web server did not start on {self.address.host}:{self.port}")
         return self
 
     def stop(self) -> None:
-        self.hub.closed = True
         self.server.should_exit = True
         self.thread.join(timeout=5)
         self.socket.close()
+
+
+class WebServer(HttpServer):
+    """The live view's server (``--serve``)."""
+
+    def __init__(self, hub: WebHub, address: ServeAddress, token: str | None):
+        self.hub = hub
+        try:
+            super().__init__(build_app(hub, token), address, token)
+        except InputError as exc:
+            raise InputError(f"--serve {exc}") from None
+
+    def stop(self) -> None:
+        self.hub.closed = True
+        super().stop()
