@@ -176,7 +176,6 @@ def main() -> None:
     latencies, seconds = timed([lambda clip=clip: recognizer.recognize_file(clip, options=options)
                                 for clip in clips * args.rounds])
     report["rows"]["recognize_file in a loop, one process"] = stats(latencies, seconds)
-    del recognizer
     report["rows"].update(service_rows(args, clips, f"?mode={args.mode}"))
     report["mqtt"] = mqtt_row()
     print(f"{'':40} {'clips':>6} {'clips/s':>8} {'p50 ms':>9} {'p90 ms':>9}")

@@ -84,7 +84,7 @@ class Subscriber:
         self.client.on_connect = lambda client, *args: client.subscribe(topics, qos=1)
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.2, 1)
-        self.client.connect(f"127.0.0.1", broker.port)
+        self.client.connect("127.0.0.1", broker.port)
         self.client.loop_start()
         wait_for(lambda: self.client.is_connected())
         time.sleep(0.3)  # the subscription is acknowledged

@@ -4,7 +4,6 @@ never shown, doctor --stream and service install."""
 
 import json
 import os
-import shutil
 import socket
 import stat
 import subprocess
