@@ -433,4 +433,5 @@ def test_an_http_mjpeg_camera_runs_video_only(toy, mjpeg_server, tmp_path, capsy
     connected = next(e for e in events if e["type"] == "source" and e["status"] == "connected")
     assert connected["audio"] is False and "mjpeg" in connected["detail"]
     results = [e for e in events if e["type"] == "result"]
-    assert len(results) >= 2 and all(e["audio"] == "not used" and e["frames"] >= 8 for e in results)
+    assert len(results) >= 2 and all(e["audio"] == "not used" for e in results)
+    assert max(e["frames"] for e in results) >= 15  # 10 pictures a second reach the ring (2 s windows)

@@ -30,6 +30,7 @@ PROTOCOLS = "rtsp,rtsps,rtp,srtp,udp,tcp,tls,http,https,httpproxy,crypto,rtmp,rt
 SECRET_KEYS = re.compile(r"pass|pwd|token|secret|key|auth|sig", re.IGNORECASE)
 RESYNC_SECONDS = 2.0  # a stream stamp this far from the clock is a jump (a camera restarted): map it again
 READ_TIMEOUT = 5.0  # seconds without a packet: the stream is lost
+TRUST_AFTER = 2.0  # seconds after which a stream whose time runs 20 % off the clock is stamped on arrival
 
 
 def is_network_url(spec: object) -> bool:
@@ -162,6 +163,8 @@ class NetworkSource(Source):
         self._packets = container.demux(*streams)
         self._offset: dict[str, float] = {}
         self._anchor: float | None = None
+        self._first: dict[str, tuple[float, float]] = {}  # per kind: (clock, stream time) of its first item
+        self._arrival = False  # the stream's timestamps do not follow real time: stamp on arrival
         self._last_frame = -1e9
         if self.audio is not None:
             self.audio.reset()  # samples from before a reconnect no longer line up with the clock
@@ -171,8 +174,17 @@ class NetworkSource(Source):
         """The session-clock time of stream time ``at``: one mapping for the container, set by its first item and
         lowered whenever an item would land in the future (the first items come out of the probe's buffer late, so
         the mapping settles on the quickest delivery). An item more than RESYNC_SECONDS in the past (a jump: a
-        camera that restarted, or audio on a clock of its own) maps its stream again."""
+        camera that restarted, or audio on a clock of its own) maps its stream again. A stream whose time does not
+        follow the clock (20 % off after TRUST_AFTER seconds: no real timestamps) is stamped on arrival."""
         now = clock()
+        if self._arrival:
+            return now
+        began, start = self._first.setdefault(kind, (now, at))
+        if now - began > TRUST_AFTER and abs((at - start) - (now - began)) > 0.2 * (now - began):
+            # an HTTP MJPEG camera sends no timestamps (FFmpeg makes them up at 25 fps): its items are stamped as
+            # they arrive from now on
+            self._arrival = True
+            return now
         if self._anchor is None:
             self._anchor = now - at
         offset = self._offset.get(kind, self._anchor)
@@ -193,9 +205,10 @@ class NetworkSource(Source):
                     continue
                 at = float(frame.pts * frame.time_base)
                 if packet.stream.type == "video":
-                    if at - self._last_frame >= self.min_interval or at < self._last_frame:
-                        self.frames.push(self._stamp("video", at), frame.to_ndarray(format="rgb24"))
-                        self._last_frame = at
+                    stamp = self._stamp("video", at)
+                    if stamp - self._last_frame >= self.min_interval or stamp < self._last_frame:
+                        self.frames.push(stamp, frame.to_ndarray(format="rgb24"))
+                        self._last_frame = stamp
                 elif self.audio is not None:
                     samples = mono_16k(self._resampler, frame)
                     if samples is not None:
