@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, R1OmniError
-from .live.http_limits import RequestLimits, limit_requests
-from .live.web import has_token
+from .live.http_limits import RequestLimits
+from .live.web import protect
 from .recognition import RecognitionOptions
 
 INTEGER_FIELDS = ("max_new_tokens", "max_think_tokens")
@@ -275,17 +275,8 @@ def build_app(service: RecognitionService, token: str | None):
 
     app = Starlette(routes=[Route("/v1/recognize", recognize, methods=["POST"]), Route("/v1/health", health),
                             Route("/v1/info", info), Route("/openapi.json", api), Route("/docs", docs)])
-    limits = RequestLimits(max_body=service.settings.max_upload + 64 * 1024)  # the multipart framing beside it
-    if token is None:
-        return limit_requests(app, limits)
-
-    async def guarded(scope, receive, send):
-        if scope["type"] == "http" and not has_token(scope, token):
-            await JSONResponse({"error": "missing or wrong token"}, status_code=401)(scope, receive, send)
-            return
-        await app(scope, receive, send)
-
-    return limit_requests(guarded, limits)
+    # the multipart framing beside the largest upload
+    return protect(app, token, RequestLimits(max_body=service.settings.max_upload + 64 * 1024))
 
 
 class _TooLarge(Exception):

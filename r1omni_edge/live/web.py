@@ -258,9 +258,18 @@ def build_app(hub: WebHub, token: str | None):
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
-    app = Starlette(routes=[Route("/", index), Route("/events", events), Route("/preview.jpg", preview)])
+    return protect(Starlette(routes=[Route("/", index), Route("/events", events), Route("/preview.jpg", preview)]),
+                   token, LIMITS)
+
+
+def protect(app, token: str | None, limits: RequestLimits):
+    """``app`` behind ``limits`` (outermost: a request over them is refused before anything else) and, with a
+    token, behind the token check: every route, unknown ones included, answers 401 without it. The web view and the
+    recognition service share it."""
+    from starlette.responses import JSONResponse
+
     if token is None:
-        return limit_requests(app, LIMITS)
+        return limit_requests(app, limits)
 
     async def guarded(scope, receive, send):
         if scope["type"] == "http" and not has_token(scope, token):
@@ -268,7 +277,7 @@ def build_app(hub: WebHub, token: str | None):
             return
         await app(scope, receive, send)
 
-    return limit_requests(guarded, LIMITS)
+    return limit_requests(guarded, limits)
 
 
 def has_token(scope: dict, token: str) -> bool:
