@@ -295,7 +295,7 @@ class LiveSession:
         try:
             while not self._stopping.is_set():
                 source.allow(end)
-                while source.media_time < end and not source.finished.is_set() and not self._stopping.is_set():
+                while not source.has_read(end) and not self._stopping.is_set():
                     source.finished.wait(0.005)
                 if self._stopping.is_set():
                     break

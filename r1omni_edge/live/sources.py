@@ -268,9 +268,9 @@ def mono_16k(resampler, frame) -> np.ndarray | None:
 
 class FileSource(Source):
     """A clip played as a camera and a microphone: frames and audio on the same clock, in real time or as fast as
-    possible. As fast as possible, items are stamped by media time, ``media_time`` tells how far the reader has got,
-    and the reader waits while it is more than ``read_ahead`` seconds past ``allowed_until`` (which the session
-    moves forward window by window), so it never overwrites frames that a window still needs.
+    possible. As fast as possible, items are stamped by media time, and the reader waits while it is more than
+    ``read_ahead`` seconds past ``allowed_until`` (which the session moves forward window by window), so it never
+    overwrites frames that a window still needs; ``has_read`` tells when a window's picture and sound are both in.
 
     A file that cannot be decoded further ends the source with ``error`` set: reading it again would fail at the
     same place."""
@@ -289,10 +289,17 @@ class FileSource(Source):
         self.read_ahead = read_ahead
         self.allowed_until = float("inf") if realtime else 0.0
         self.start_stamp = 0.0
-        self.media_time = 0.0  # start of the latest frame or audio block read
+        self.read_up_to = float("-inf")  # every item up to this media time + read_ahead has been read
         self.media_end = 0.0  # end of the content read so far (the latest frame's or audio block's end)
         self.has_audio = False
         self._moved = threading.Condition()
+
+    def has_read(self, until: float) -> bool:
+        """Both tracks have been read up to media time ``until`` (the reader waits with an item beyond it), or the
+        clip is over. Not "the latest item is past ``until``": the container interleaves the tracks, and a window
+        cut when the first of them got there would hold more or less of the other by chance."""
+        with self._moved:
+            return self.read_up_to >= until or self.finished.is_set()
 
     def allow(self, until: float) -> None:
         """Let the reader (as fast as possible) go on to media time ``until`` + ``read_ahead``."""
@@ -331,6 +338,7 @@ class FileSource(Source):
     def _wait_for_room(self, at: float) -> None:
         with self._moved:
             while at > self.allowed_until + self.read_ahead and not self._stop_requested.is_set():
+                self.read_up_to = self.allowed_until  # everything before ``at`` is in: the demuxer's order
                 self._moved.wait(0.1)
 
     def read(self, container) -> bool:
@@ -370,7 +378,6 @@ class FileSource(Source):
                 if samples is not None:
                     self.audio.push(stamp + len(samples) / SAMPLE_RATE, samples)
                     self.media_end = max(self.media_end, at + len(samples) / SAMPLE_RATE)
-            self.media_time = max(self.media_time, at)
         return True
 
     def close(self, container) -> None:
