@@ -227,15 +227,19 @@ def table(report: dict) -> str:
     numbers = {"max |dp|": "{:.1e}", "min cos(p)": "{:.6f}", "max |d pixel| (of 255)": "{:.0f}",
                "min cos(vision)": "{:.6f}", "min cos(audio)": "{:.6f}", "min cos(vision on x86 inputs)": "{:.7f}",
                "min cos(audio on x86 inputs)": "{:.7f}"}
-    head = ["case", "rule", "tokens identical", "labels equal", *numbers, "passed"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def line(cells: list[str]) -> str:  # a cell's own bars escaped for Markdown
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+    lines = [line(["case", "rule", "tokens identical", "labels equal", *numbers, "passed"]),
+             "|" + "---|" * (len(numbers) + 5)]
     for case, row in report["cases"].items():
         if "windows" in row:  # the live session: its windows, no tokens or stages
             counts = ["-", f"{row['labels equal']}/{row['windows']} windows"]
         else:
             counts = [f"{row['tokens identical']}/{row['clips']}", f"{row['labels equal']}/{row['clips']}"]
         cells = [form.format(row[name]) if row.get(name) is not None else "-" for name, form in numbers.items()]
-        lines.append("| " + " | ".join([case, row["rule"], *counts, *cells, "yes" if row["passed"] else "NO"]) + " |")
+        lines.append(line([case, row["rule"], *counts, *cells, "yes" if row["passed"] else "NO"]))
     return "\n".join(lines)
 
 
