@@ -9,7 +9,7 @@ torch); ``prepare`` exports the bundles on x86.
 
 The cases: the toy's fp32 and int8 bundles in full mode (the reasoning, then the answer, as published) and in label
 mode, and the fast profile (label mode, the audio window fitted, the energy gate) on the toy adapted to it, fp32 and
-int8. Besides each answer, the run keeps the arrays each stage made (the sampled frames' pixels, the log-mel
+int8; and the live session on the demo's clip (fast profile, int8). Besides each answer, the run keeps the arrays each stage made (the sampled frames' pixels, the log-mel
 features, the vision and audio parts' outputs), so that a difference is found where it starts.
 """
 
@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from common import machine_info  # noqa: E402  (benchmarks/common.py: standard library only)
 
 # case -> (bundle directory name under --bundles, mode or "fast"); the bundles are tools/aarch64_run.sh's
 CASES = {
@@ -49,7 +51,7 @@ PIXEL_LEVELS = 255 / 2  # a pixel value is (level / 255 - 0.5) / 0.5: one level 
 
 
 # Held-out clips of the toy task (sizes, frame rates, volumes and noise that no training used): two sets of one clip
-# per class, so that the first four (run --limit 4, as CI does) have every class too.
+# per class, so that the first four (run --limit 4) have every class too.
 CLIP_SETS = {"aarch64_a": 20261206, "aarch64_b": 20261207}
 
 
@@ -158,6 +160,16 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / norm) if norm else float(np.array_equal(a, b))
 
 
+def probability_gap(mine: dict, theirs: dict, keys: list[str]) -> tuple[float | None, float | None]:
+    """Over the answers named ``keys``: the largest difference of a label probability, and the smallest cosine of
+    the probability vectors (None, None without answers)."""
+    pairs = [(np.array(list(mine[key]["probabilities"].values())),
+              np.array([theirs[key]["probabilities"][label] for label in mine[key]["probabilities"]])) for key in keys]
+    if not pairs:
+        return None, None
+    return float(max(np.abs(a - b).max() for a, b in pairs)), min(cosine(a, b) for a, b in pairs)
+
+
 def compare(reference: Path, other: Path) -> dict:
     """-> per case: clips, identical token sequences, equal labels, the largest probability difference, the
     smallest cosine of each stage's output and of the label probabilities, and whether the case passed."""
@@ -173,10 +185,7 @@ def compare(reference: Path, other: Path) -> dict:
         labels = sum(mine[c]["label"] == theirs[c]["label"] for c in clips)
         row = {"clips": len(clips), "tokens identical": tokens, "labels equal": labels}
         if mine[clips[0]]["probabilities"] is not None:
-            pairs = [(np.array(list(mine[c]["probabilities"].values())),
-                      np.array([theirs[c]["probabilities"][k] for k in mine[c]["probabilities"]])) for c in clips]
-            row["max |dp|"] = float(max(np.abs(a - b).max() for a, b in pairs))
-            row["min cos(p)"] = min(cosine(a, b) for a, b in pairs)
+            row["max |dp|"], row["min cos(p)"] = probability_gap(mine, theirs, clips)
         for stage in STAGES:
             row[f"min cos({stage})"] = min(cosine(arrays[0][f"{bundle}|{c}|{stage}"],
                                                   arrays[1][f"{bundle}|{c}|{stage}"]) for c in clips)
@@ -196,24 +205,14 @@ def compare(reference: Path, other: Path) -> dict:
         mine, theirs = runs[0]["answers"][case], runs[1]["answers"][case]
         shared = [w for w in mine if w in theirs]
         labels = sum(mine[w]["label"] == theirs[w]["label"] for w in shared)
-        pairs = [(np.array(list(mine[w]["probabilities"].values())),
-                  np.array([theirs[w]["probabilities"][k] for k in mine[w]["probabilities"]])) for w in shared]
-        row = {"windows": len(mine), "windows in both": len(shared), "labels equal": labels,
-               "max |dp|": float(max(np.abs(a - b).max() for a, b in pairs)) if pairs else None,
-               "min cos(p)": min(cosine(a, b) for a, b in pairs) if pairs else None}
+        row = {"windows": len(mine), "windows in both": len(shared), "labels equal": labels}
+        row["max |dp|"], row["min cos(p)"] = probability_gap(mine, theirs, shared)
         row["passed"] = bool(shared and len(shared) == len(mine) == len(theirs) and labels == len(shared)
                              and row["max |dp|"] <= PROBABILITY_TOLERANCE)
         row["rule"] = f"the same windows, labels equal, max |dp| <= {PROBABILITY_TOLERANCE}"
         rows[case] = row
     return {"reference": runs[0]["versions"], "other": runs[1]["versions"],
             "seconds": {"reference": runs[0]["seconds"], "other": runs[1]["seconds"]}, "cases": rows}
-
-
-def host_cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def commit() -> str:
@@ -267,7 +266,7 @@ def main() -> int:
         run(args.bundles, args.clips, args.out, args.limit, args.reference)
         return 0
     report = compare(args.reference, args.other)
-    report["machine"] = {"host CPU": host_cpu(), "emulator": args.emulator, "date": time.strftime("%Y-%m-%d"),
+    report["machine"] = {"host CPU": machine_info(with_torch=False)["processor"], "emulator": args.emulator, "date": time.strftime("%Y-%m-%d"),
                          "commit": commit()}
     print(table(report))
     for side in ("reference", "other"):
